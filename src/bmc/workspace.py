@@ -1,0 +1,158 @@
+"""The engagement's files on disk: where things are, and how they are written.
+
+Layout (SPEC section 2): `<workspace>/clients/<org>/{org.md,inbox/,resources/,projects/<slug>/}`.
+Everything that changes a file goes through `atomic_write` or `append_record`, so a crash
+leaves either the old bytes or the new ones, never a mix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+STATE_DIR = ".bmc"
+GITIGNORE = "# Runner state holds research text sent to the model: keep it out of git.\n.bmc/\n"
+
+
+def check_slug(kind: str, value: str) -> str:
+    """Return `value` if it is a valid org or project slug, else refuse in one sentence."""
+    if not SLUG_RE.fullmatch(value or ""):
+        raise UserError(
+            f"{kind} {value!r} is not a valid slug: use 1-63 lowercase letters, digits and "
+            "hyphens, starting with a letter or digit."
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Project:
+    """One engagement project of one client organisation."""
+
+    workspace: Path
+    org: str
+    slug: str
+
+    @property
+    def org_dir(self) -> Path:
+        return self.workspace / "clients" / self.org
+
+    @property
+    def resources_dir(self) -> Path:
+        return self.org_dir / "resources"
+
+    @property
+    def inbox_dir(self) -> Path:
+        return self.org_dir / "inbox"
+
+    @property
+    def project_dir(self) -> Path:
+        return self.org_dir / "projects" / self.slug
+
+    @property
+    def state_dir(self) -> Path:
+        return self.project_dir / STATE_DIR
+
+    def org_name(self) -> str:
+        """The organisation's display name from `org.md`, else its slug."""
+        import frontmatter
+
+        try:
+            post = frontmatter.load(self.org_dir / "org.md")
+        except (OSError, ValueError):
+            return self.org
+        name = post.metadata.get("name")
+        return str(name) if name else self.org
+
+
+def locate(workspace: Path, org: str, slug: str) -> Project:
+    """The existing project `org`/`slug` under `workspace`, or a one-sentence refusal."""
+    check_slug("organisation", org)
+    check_slug("project", slug)
+    if not workspace.is_dir():
+        raise UserError(f"workspace {workspace} does not exist.")
+    project = Project(workspace.resolve(), org, slug)
+    if not project.org_dir.is_dir():
+        raise UserError(
+            f"no organisation {org!r} in {project.workspace}: create it with `bmc init {org} {slug}`."
+        )
+    if not project.project_dir.is_dir():
+        raise UserError(
+            f"no project {slug!r} for {org!r}: create it with `bmc init {org} {slug}`."
+        )
+    return project
+
+
+def infer_from_cwd(cwd: Path) -> tuple[Path, str, str] | None:
+    """(workspace, org, slug) when `cwd` is inside `.../clients/<org>/projects/<slug>`."""
+    parts = cwd.resolve().parts
+    for i in range(len(parts) - 4, -1, -1):
+        if parts[i] == "clients" and parts[i + 2] == "projects":
+            return Path(*parts[:i]), parts[i + 1], parts[i + 3]
+    return None
+
+
+def init_project(workspace: Path, org: str, slug: str, name: str | None) -> Project:
+    """Create the folders, `org.md` and `.gitignore` of a project; existing files are kept."""
+    check_slug("organisation", org)
+    check_slug("project", slug)
+    project = Project(workspace.resolve(), org, slug)
+    for folder in (project.inbox_dir, project.resources_dir, project.project_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    org_md = project.org_dir / "org.md"
+    if not org_md.exists():
+        display = (name or org).replace('"', "'")
+        atomic_write(org_md, f'---\nname: "{display}"\n---\n\n# {display}\n')
+    gitignore = project.project_dir / ".gitignore"
+    if not gitignore.exists():
+        atomic_write(gitignore, GITIGNORE)
+    return project
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Replace `path` with `data` all at once: temp file in the same folder, fsync, rename.
+
+    Text is written as UTF-8 with no newline translation, so the bytes on disk are exactly
+    the bytes validated.
+    """
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def append_record(path: Path, record: str) -> None:
+    """Append one whole record to an append-only file in a single write, then fsync."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, record.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is only durable once the directory entry is on disk too.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
