@@ -1,0 +1,319 @@
+"""The agent loop: ask the model, run the tools it calls, repeat until it hands back.
+
+`Agent.run` reads top to bottom: check budgets, stream one reply, record it, then act on
+its `stop_reason` (SPEC section 9). The conversation is a plain list of API messages and
+nothing more; every change to it goes through the `Recorder` first, so the journal always
+holds what the next request would send.
+
+Why not the SDK's `client.beta.messages.tool_runner`: see docs/agent-loop.md. In short, it
+cannot journal each tool result as it happens, pause for a human in the middle of a tool
+round and resume days later, move a cache breakpoint along the conversation, or refuse to
+run a tool call that `max_tokens` cut off.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anthropic
+import httpx2
+
+from .errors import ModelError, StoppedForPerson, UserError
+from .tools import Toolbox, ToolOutcome
+from .usage import RunUsage, TurnUsage
+
+CACHE = {"type": "ephemeral"}
+FAIL_FAST = {400, 401, 403, 404, 413}
+MAX_TOKENS_CEILING = 32_000
+CLEARED = "[cleared to keep the conversation inside the model's window: read the file again if you need it]"
+CUT_TOOL_CALL = (
+    "Your last reply reached the output limit before its tool call was complete, so nothing "
+    "was run. Continue; write long documents in parts (write the first sections, then add the "
+    "rest with edit)."
+)
+CUT_TEXT = "Your last reply reached the output limit. Continue where you stopped."
+
+
+class Recorder(Protocol):
+    """Where the loop reports every change to the conversation (the session journal)."""
+
+    def message(self, message: dict[str, Any]) -> None: ...
+    def tool_result(self, block: dict[str, Any], read_hashes: dict[str, str]) -> None: ...
+    def turn(self, usage: TurnUsage) -> None: ...
+    def cleared(self, upto: int) -> None: ...
+
+
+class Display(Protocol):
+    """What the loop shows the consultant; the CLI renders it in the terminal."""
+
+    def reply_started(self) -> None: ...
+    def text(self, delta: str) -> None: ...
+    def reply_dropped(self, reason: str) -> None: ...
+    def reply_finished(self) -> None: ...
+    def tool(self, name: str, summary: str, outcome: ToolOutcome) -> None: ...
+    def notice(self, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunnerTool:
+    """A tool the runner itself answers (request_agreement); its handler may raise to pause."""
+
+    definition: dict[str, Any]
+    handle: Callable[[dict[str, Any]], ToolOutcome]
+
+
+@dataclass
+class Limits:
+    max_turns: int | None = None
+    max_cost: float | None = None
+    max_tokens: int = 8192
+    retry_budget: int = 4
+    context_budget_tokens: int = 150_000
+    keep_recent_messages: int = 6
+
+
+@dataclass
+class Agent:
+    client: anthropic.Anthropic
+    model: str
+    system: str
+    toolbox: Toolbox
+    recorder: Recorder
+    display: Display
+    usage: RunUsage
+    runner_tools: dict[str, RunnerTool] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    turns_this_run: int = 0
+
+    def run(self, messages: list[dict[str, Any]]) -> str:
+        """Advance the conversation until the model ends its turn; returns the stop reason."""
+        max_tokens = self.limits.max_tokens
+        while True:
+            self._check_budgets()
+            self._keep_inside_window(messages)
+            reply = self._query(messages, max_tokens)
+            self.turns_this_run += 1
+            turn = TurnUsage.from_api(reply.usage)
+            self.usage.add(turn)
+            self.recorder.turn(turn)
+            content = [_block(b) for b in reply.content]
+            stop = reply.stop_reason
+            if stop == "max_tokens":
+                max_tokens = min(max_tokens * 2, MAX_TOKENS_CEILING)
+                self._continue_after_cut(messages, content)
+                continue
+            self._append(messages, {"role": "assistant", "content": content or [_text("")]})
+            if stop == "pause_turn":
+                continue  # a server tool paused a long turn: send it back as it is
+            if stop == "tool_use":
+                self.run_tools(messages)
+                continue
+            return stop or "end_turn"
+
+    def run_tools(self, messages: list[dict[str, Any]]) -> None:
+        """Run every tool call of the last reply; all results go back in one user message.
+
+        After a resume the results message may already hold some answers (journaled before
+        the pause or crash): only the calls still unanswered run.
+        """
+        at = len(messages) - 1 if messages[-1]["role"] == "assistant" else len(messages) - 2
+        calls = [b for b in messages[at]["content"] if b.get("type") == "tool_use"]
+        answered = {b["tool_use_id"] for b in messages[at + 1]["content"]} if at + 1 < len(messages) else set()
+        for call in calls:
+            if call["id"] in answered:
+                continue
+            block = _tool_result(call["id"], self._run_one(call))
+            self.recorder.tool_result(block, dict(self.toolbox.read_hashes))
+            _merge_results(messages, [block])
+        if self.toolbox.livelock:
+            raise StoppedForPerson(self.toolbox.livelock)
+
+    def _run_one(self, call: dict[str, Any]) -> ToolOutcome:
+        name, tool_input = call["name"], call.get("input") or {}
+        if name in self.runner_tools:
+            outcome = self.runner_tools[name].handle(tool_input)
+        else:
+            outcome = self.toolbox.run(name, tool_input)
+        self.display.tool(name, _summarise(tool_input), outcome)
+        return outcome
+
+    def tool_definitions(self) -> list[dict[str, Any]]:
+        # No breakpoint here: tools come first in the cache prefix, so the system block's
+        # breakpoint already covers tools + system.
+        return [*self.toolbox.definitions(), *(t.definition for t in self.runner_tools.values())]
+
+    def _request(self, messages: list[dict[str, Any]], max_tokens: int) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "max_tokens": max_tokens,
+            "system": [{"type": "text", "text": self.system, "cache_control": CACHE}],
+            "tools": self.tool_definitions(),
+            "messages": with_cache_breakpoints(messages),
+        }
+
+    def _query(self, messages: list[dict[str, Any]], max_tokens: int) -> Any:
+        """Stream one reply. The SDK retries failed requests itself; a stream that breaks
+        after it started is not retried by the SDK, so the partial reply is dropped and the
+        turn asked again here, within one retry budget."""
+        params = self._request(messages, max_tokens)
+        failures = 0
+        while True:
+            started = False
+            try:
+                self.display.reply_started()
+                with self.client.messages.stream(**params) as stream:
+                    started = True
+                    for event in stream:
+                        if event.type == "text":
+                            self.display.text(event.text)
+                    reply = stream.get_final_message()
+                self.display.reply_finished()
+                return reply
+            except anthropic.AuthenticationError as err:
+                self.display.reply_finished()
+                raise UserError(_describe(err)) from err
+            except anthropic.APIStatusError as err:
+                if not started or err.status_code in FAIL_FAST:
+                    self.display.reply_finished()
+                    raise ModelError(_describe(err)) from err
+                reason = _describe(err)
+            except (anthropic.APIConnectionError, httpx2.HTTPError) as err:
+                if not started:
+                    self.display.reply_finished()
+                    raise ModelError(_describe(err)) from err
+                reason = f"the connection dropped mid-reply ({type(err).__name__})"
+            failures += 1
+            if failures > self.limits.retry_budget:
+                self.display.reply_finished()
+                raise ModelError(f"the model failed {failures} times in a row: {reason}")
+            self.display.reply_dropped(reason)
+            time.sleep(min(0.5 * 2 ** (failures - 1), 8.0))
+
+    def _continue_after_cut(self, messages: list[dict[str, Any]], content: list[dict]) -> None:
+        # A tool call cut off by max_tokens may have half its input: never run it.
+        kept = [b for b in content if b.get("type") != "tool_use"] or [_text("(cut off)")]
+        was_tool = len(kept) != len(content) or not content
+        self._append(messages, {"role": "assistant", "content": kept})
+        note = CUT_TOOL_CALL if was_tool else CUT_TEXT
+        self._append(messages, {"role": "user", "content": [_text(note)]})
+
+    def _check_budgets(self) -> None:
+        limits = self.limits
+        if limits.max_turns is not None and self.turns_this_run >= limits.max_turns:
+            raise StoppedForPerson(
+                f"the turn budget ({limits.max_turns} model turns) is spent; check the work so "
+                "far, then `bmc resume` to go on."
+            )
+        if limits.max_cost is not None and self.usage.cost >= limits.max_cost:
+            raise StoppedForPerson(
+                f"the cost budget (${limits.max_cost:.2f}) is spent (${self.usage.cost:.4f}); "
+                "check the work so far, then `bmc resume` to go on."
+            )
+
+    def _keep_inside_window(self, messages: list[dict[str, Any]]) -> None:
+        """Past the budget, clear the oldest tool results in one step, so the cache breaks
+        once rather than on every turn."""
+        if estimate_tokens(self.system, messages) <= self.limits.context_budget_tokens:
+            return
+        upto = max(0, len(messages) - self.limits.keep_recent_messages)
+        if clear_tool_results(messages, upto):
+            self.recorder.cleared(upto)
+            self.display.notice("Older tool results were cleared to stay inside the model's window.")
+
+    def _append(self, messages: list[dict[str, Any]], message: dict[str, Any]) -> None:
+        self.recorder.message(message)
+        messages.append(message)
+
+
+def with_cache_breakpoints(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of the messages with breakpoints on the last block of the last message and of
+    the user message before it: the new one writes this turn's prefix, the older one sits
+    exactly where the previous request wrote, so a long tool round (more than 20 new blocks)
+    still reads the cache."""
+    marked = list(messages)
+    user_turns = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    targets = {len(messages) - 1, *user_turns[-2:-1]}
+    for index in targets:
+        if index < 0:
+            continue
+        message = messages[index]
+        content = message["content"]
+        if isinstance(content, str):
+            content = [_text(content)]
+        if not content:
+            continue
+        last = {**content[-1], "cache_control": CACHE}
+        marked[index] = {**message, "content": [*content[:-1], last]}
+    return marked
+
+
+def clear_tool_results(messages: list[dict[str, Any]], upto: int) -> bool:
+    """Replace the text of tool results in messages[:upto]; True if anything changed."""
+    changed = False
+    for message in messages[:upto]:
+        if message["role"] != "user" or isinstance(message["content"], str):
+            continue
+        for block in message["content"]:
+            if block.get("type") == "tool_result" and block.get("content") != CLEARED:
+                block["content"] = CLEARED
+                changed = True
+    return changed
+
+
+def estimate_tokens(system: str, messages: list[dict[str, Any]]) -> int:
+    return (len(system) + len(json.dumps(messages, ensure_ascii=False))) // 4
+
+
+def _merge_results(messages: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
+    if not results:
+        return
+    last = messages[-1]
+    if last["role"] == "user" and all(b.get("type") == "tool_result" for b in last["content"]):
+        last["content"].extend(results)
+    else:
+        messages.append({"role": "user", "content": results})
+
+
+def _tool_result(tool_use_id: str, outcome: ToolOutcome) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_use_id, "content": outcome.text}
+    if outcome.is_error:
+        block["is_error"] = True
+    return block
+
+
+def _text(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def _block(block: Any) -> dict[str, Any]:
+    """An API content block as the plain dict we send back next turn."""
+    kind = block.type
+    if kind == "text":
+        return _text(block.text)
+    if kind == "tool_use":
+        return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+    return block.model_dump(mode="json", exclude_none=True)
+
+
+def _summarise(tool_input: dict[str, Any]) -> str:
+    for key in ("file_path", "document", "pattern"):
+        if key in tool_input:
+            return str(tool_input[key])
+    return ""
+
+
+def _describe(err: Exception) -> str:
+    if isinstance(err, anthropic.AuthenticationError):
+        return "the API key was refused (401): check ANTHROPIC_API_KEY."
+    if isinstance(err, anthropic.APIStatusError):
+        message = err.message if isinstance(err.message, str) else str(err)
+        return f"the model endpoint answered {err.status_code}: {message}"
+    if isinstance(err, anthropic.APITimeoutError):
+        return "the model endpoint did not answer in time."
+    if isinstance(err, anthropic.APIConnectionError):
+        return "could not reach the model endpoint (connection failed)."
+    return f"{type(err).__name__}: {err}"

@@ -1,0 +1,200 @@
+"""`bmc`: the command line (SPEC section 8).
+
+Every command turns a `BmcError` into one sentence on stderr and its exit code. Commands
+that need no model never import the SDK (`runner` is imported inside the commands that
+talk to one), so `bmc --help`, `status` or `skills` answer at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import BmcError, UserError
+from .workspace import Project, infer_from_cwd, init_project, locate
+
+
+@dataclass
+class Where:
+    workspace: Path
+    org: str | None
+    project: str | None
+
+    def project_or_fail(self) -> Project:
+        if not self.org or not self.project:
+            raise UserError(
+                "which project? Pass --org and --project, or run the command inside "
+                "clients/<org>/projects/<project>."
+            )
+        return locate(self.workspace, self.org, self.project)
+
+
+def _where(workspace: str | None, org: str | None, project: str | None) -> Where:
+    cwd = Path.cwd()
+    inferred = infer_from_cwd(cwd)
+    base = Path(workspace or os.environ.get("BMC_WORKSPACE") or (inferred[0] if inferred else cwd))
+    if inferred and not workspace and not os.environ.get("BMC_WORKSPACE"):
+        org = org or inferred[1]
+        project = project or inferred[2]
+    return Where(base.expanduser(), org, project)
+
+
+def project_options(fn: Any) -> Any:
+    fn = click.option("--project", "project", help="Project slug (default: the project folder you are in).")(fn)
+    fn = click.option("--org", help="Organisation slug (default: from the folder you are in).")(fn)
+    fn = click.option(
+        "--workspace", type=click.Path(file_okay=False), help="Workspace folder (default: $BMC_WORKSPACE or the current folder)."
+    )(fn)
+    return fn
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bmc")
+def cli() -> None:
+    """Run Business Model Canvas engagements with a Claude model: the model drafts from the
+    client's research, only a person agrees."""
+
+
+@cli.command()
+@click.argument("org")
+@click.argument("project")
+@click.option("--name", help="The organisation's display name, e.g. \"Tidewater Ferries Ltd\".")
+@click.option("--workspace", type=click.Path(file_okay=False), help="Workspace folder (default: $BMC_WORKSPACE or the current folder).")
+def init(org: str, project: str, name: str | None, workspace: str | None) -> None:
+    """Create clients/ORG/projects/PROJECT with org.md and a .gitignore for runner state."""
+    base = Path(workspace or os.environ.get("BMC_WORKSPACE") or Path.cwd()).expanduser()
+    created = init_project(base, org, project, name)
+    click.echo(f"Project ready: {created.project_dir}")
+    click.echo(f"Put the client's research in {created.resources_dir} (or raw files in {created.inbox_dir}).")
+
+
+@cli.command()
+@click.option("--skills-dir", type=click.Path(file_okay=False, exists=True), help="A folder of extra or overriding skills.")
+def skills(skills_dir: str | None) -> None:
+    """List the skills this installation can run, in chain order."""
+    from .skills import scan_skills
+
+    scan = scan_skills(Path(skills_dir) if skills_dir else None)
+    for skill in scan.skills:
+        needs = f"  (needs: {' '.join(skill.requires)})" if skill.requires else ""
+        click.echo(f"{skill.stage or '-':>2}  {skill.name:<16} {skill.description.split('. ')[0]}{needs}")
+    for problem in scan.problems:
+        click.echo(f"not loaded: {problem}", err=True)
+
+
+def _run_options(model: str | None, skills_dir: str | None, max_turns: int | None, max_cost: float | None) -> Any:
+    from .agent import Limits
+    from .runner import RunOptions
+
+    return RunOptions(
+        model=model,
+        skills_dir=Path(skills_dir) if skills_dir else None,
+        limits=Limits(max_turns=max_turns, max_cost=max_cost),
+    )
+
+
+def model_options(fn: Any) -> Any:
+    fn = click.option("--max-cost", type=float, help="Stop (resumable) once the run has cost this many dollars.")(fn)
+    fn = click.option("--max-turns", type=int, help="Stop (resumable) after this many model turns.")(fn)
+    fn = click.option("--skills-dir", type=click.Path(file_okay=False, exists=True), help="A folder of extra or overriding skills.")(fn)
+    fn = click.option("--model", help="Claude model id (default: $BMC_MODEL or claude-sonnet-5-5).")(fn)
+    return fn
+
+
+@cli.command()
+@click.argument("skill")
+@click.option("--message", "-m", help="Your opening words to the assistant.")
+@project_options
+@model_options
+def run(skill: str, message: str | None, workspace: str | None, org: str | None, project: str | None,
+        model: str | None, skills_dir: str | None, max_turns: int | None, max_cost: float | None) -> None:
+    """Start a conversation running SKILL on the project."""
+    where = _where(workspace, org, project).project_or_fail()
+    _converse(lambda runner, options, display, consultant, lock: runner.start(
+        where, skill, options, display, consultant, opening=message
+    ), where, _run_options(model, skills_dir, max_turns, max_cost), label=skill)
+
+
+@cli.command()
+@click.argument("session_id", required=False)
+@project_options
+@model_options
+def resume(session_id: str | None, workspace: str | None, org: str | None, project: str | None,
+           model: str | None, skills_dir: str | None, max_turns: int | None, max_cost: float | None) -> None:
+    """Continue the latest session (or SESSION_ID) where it stopped."""
+    where = _where(workspace, org, project).project_or_fail()
+    _converse(lambda runner, options, display, consultant, lock: runner.resume(
+        where, session_id, options, display, consultant
+    ), where, _run_options(model, skills_dir, max_turns, max_cost), label=session_id or "resume")
+
+
+def _converse(action: Any, project: Project, options: Any, label: str) -> None:
+    from . import runner
+    from .session import ProjectLock
+    from .ui import Consultant, TerminalDisplay
+
+    display = TerminalDisplay()
+    consultant = Consultant(display.console)
+    lock = ProjectLock(project)
+    with lock.hold(label):
+        session = None
+        try:
+            session = action(runner, options, display, consultant, lock)
+        finally:
+            if session is not None:
+                display.console.print(f"[dim]{session.usage.summary()}[/dim]")
+
+
+@cli.command()
+@project_options
+def sessions(workspace: str | None, org: str | None, project: str | None) -> None:
+    """List the project's sessions with their status, turns and cost."""
+    from .session import list_sessions
+    from .ui import TerminalDisplay, print_table
+
+    where = _where(workspace, org, project).project_or_fail()
+    rows = [[s.id, s.skill, s.status, s.turns, f"${s.cost:.4f}", s.updated] for s in list_sessions(where)]
+    if not rows:
+        click.echo("No sessions yet: start one with `bmc run <skill>`.")
+        return
+    print_table(TerminalDisplay().console, ["session", "skill", "status", "turns", "cost", "updated"], rows)
+
+
+@cli.command()
+@click.option("--workspace", type=click.Path(file_okay=False), help="Keep the demo's workspace here (a new or empty folder).")
+@click.option("--yes", is_flag=True, help="Answer yes at every agreement prompt (unattended run).")
+def demo(workspace: str | None, yes: bool) -> None:
+    """Play a scripted engagement on a sample client, offline, with no API key."""
+    from .demo import run_demo
+
+    run_demo(Path(workspace) if workspace else None, assume_yes=yes)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one sentence and an exit code for every failure, never a traceback."""
+    try:
+        cli.main(args=argv, prog_name="bmc", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except click.ClickException as err:
+        # Click's own usage errors exit 2 by default; here 2 means a missing gate, so a
+        # mistyped command is a user error (1) like any other.
+        err.show()
+        sys.exit(1)
+    except BmcError as err:
+        click.echo(f"bmc: {err}", err=True)
+        sys.exit(err.exit_code)
+    except OSError as err:
+        click.echo(f"bmc: {err.strerror or err}: {err.filename or ''}".rstrip(": "), err=True)
+        sys.exit(1)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

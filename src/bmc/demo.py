@@ -1,0 +1,90 @@
+"""`bmc demo`: a whole scripted engagement on the sample client, offline and with no key.
+
+The fixture workspace is copied to a fresh folder, the scripted model serves the demo
+scenario on loopback, and the real SDK talks to it exactly as it would to Anthropic. The
+consultant's lines come from the scenario (the scripted model answers the same whatever is
+typed); at an agreement prompt a newcomer at a terminal answers for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+
+from .errors import UserError
+from .resources import data_dir
+
+DEMO_ORG = "tidewater"
+DEMO_PROJECT = "growth-2027"
+SCENARIO = "demo-segments.json"
+
+
+class ScriptedConsultant:
+    """Plays the consultant's side from the scenario, showing each line as if typed."""
+
+    def __init__(self, console: Console, lines: list[str], assume_yes: bool) -> None:
+        self.console = console
+        self.lines = list(lines)
+        self.assume_yes = assume_yes
+        self.interactive = sys.stdin.isatty() and not assume_yes
+
+    def next_message(self) -> str | None:
+        if not self.lines:
+            return None
+        line = self.lines.pop(0)
+        self.console.print(f"[bold cyan]consultant>[/bold cyan] {line}")
+        return line
+
+    def answer(self, prompt: str) -> str | None:
+        if self.interactive:
+            try:
+                return self.console.input(prompt)
+            except (EOFError, KeyboardInterrupt):
+                return None
+        self.console.print(f"{prompt}yes")
+        return "yes"
+
+
+def prepare_workspace(target: Path | None) -> Path:
+    if target is not None:
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise UserError(f"{target} exists and is not empty: give the demo a new or empty folder.")
+        target.mkdir(parents=True, exist_ok=True)
+    else:
+        target = Path(tempfile.mkdtemp(prefix="bmc-demo-"))
+    shutil.copytree(data_dir("fixtures") / "workspace", target, dirs_exist_ok=True)
+    return target
+
+
+def run_demo(target: Path | None, *, assume_yes: bool) -> None:
+    import anthropic
+
+    from . import runner
+    from .scripted import ScriptedModel
+    from .session import ProjectLock
+    from .ui import TerminalDisplay
+    from .workspace import locate
+
+    workspace = prepare_workspace(target)
+    os.environ.setdefault("BMC_CONSULTANT", "Demo Consultant")
+    scenario_path = data_dir("fixtures") / "scenarios" / SCENARIO
+    scenario = json.loads(scenario_path.read_text("utf-8"))
+    display = TerminalDisplay()
+    console = display.console
+    console.print(f"[bold]bmc demo[/bold]: a scripted engagement with {DEMO_ORG}, in {workspace}\n")
+    project = locate(workspace, DEMO_ORG, DEMO_PROJECT)
+    with ScriptedModel(scenario) as model:
+        client = anthropic.Anthropic(base_url=model.base_url, api_key="demo-no-key-needed", max_retries=4)
+        options = runner.RunOptions(client=client)
+        consultant = ScriptedConsultant(console, scenario.get("consultant", []), assume_yes)
+        with ProjectLock(project).hold("demo"):
+            session = runner.start(project, "bmc-segments", options, display, consultant)
+        console.print(f"[dim]{session.usage.summary()}[/dim]")
+        model.assert_finished()
+    console.print(f"\nThe demo's files are in {project.project_dir}")

@@ -1,0 +1,272 @@
+"""The agreement gate: only a person's explicit yes writes an `.agreed.md` file (SPEC section 6).
+
+The order of writes is what makes a crash harmless:
+1. an intent note in `.bmc/` (what is being agreed, its digest, scope, who);
+2. the gate, an exact copy of the agreed bytes (atomic);
+3. the `decisions.md` entry (one appended record);
+4. the intent note is removed.
+A crash after 2 and before 4 leaves a gate without its entry: `repair_decisions` (run at the
+start of every project command) finds the note, sees the gate matches it, and appends the
+entry once. A crash before 2 leaves a note for a gate that was never written: it is dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import posixpath
+import re
+import subprocess
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import jinja2
+
+from .errors import PrerequisiteError, UserError
+from .workspace import Project, append_record, atomic_write
+
+DECISIONS = "decisions.md"
+INTENT = "agreement-intent.json"
+YES = {"y", "yes"}
+
+
+@dataclass(frozen=True)
+class Stage:
+    key: str
+    number: str
+    document: str  # project-relative path of the document agreed
+    gate: str
+    what: str  # as the decisions entry names it
+    upstream: str | None  # the stage whose gate this one builds on
+
+
+STAGES: dict[str, Stage] = {
+    "brief": Stage("brief", "1", "brief.md", "brief.agreed.md", "Engagement brief", None),
+    "segments": Stage(
+        "segments", "2", "segments/segments.md", "segments/segments.agreed.md", "Customer segments", "brief"
+    ),
+    "canvas": Stage("canvas", "3", "canvas/canvas.md", "canvas/canvas.agreed.md", "Business model canvas", "segments"),
+}
+
+
+def stage_for_document(document: str) -> Stage | None:
+    return next((s for s in STAGES.values() if s.document == document), None)
+
+
+def stage_named(key: str) -> Stage:
+    if key not in STAGES:
+        raise UserError(f"unknown stage {key!r}: choose one of {', '.join(STAGES)}.")
+    return STAGES[key]
+
+
+def digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Intent:
+    stage: str
+    digest: str
+    date: str
+    items: list[str]
+    scope: str
+    agreed_by: str
+    reagreed: bool
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What the consultant is shown before they say yes."""
+
+    stage: Stage
+    data: bytes
+    digest: str
+    items: list[str]
+    problems: list[str]
+    details: list[str]  # what the consultant is shown per item (e.g. a segment's propositions)
+
+
+def check_stage(project: Project, stage: Stage) -> list[str]:
+    """Every problem in the stage's document and in what it depends on (its drafts)."""
+    from .validate import validate_project
+
+    problems = []
+    for report in validate_project(project):
+        governs = report.path == stage.document or report.path.startswith(posixpath.dirname(stage.document) + "/")
+        if not governs:
+            continue
+        if report.status == "missing":
+            problems.append(f"{report.path} does not exist yet")
+        problems += [f"{report.path}: {p}" for p in report.problems]
+    return problems
+
+
+def summarise(stage: Stage, text: str) -> list[str]:
+    """One line per agreed item (for segments: each segment and its value propositions)."""
+    if stage.key != "segments":
+        return [line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("## ")]
+    from .schemas.segments import parse_segments_document
+
+    doc = parse_segments_document(text)
+    if isinstance(doc, list):
+        return []
+    return [f"{s.name}: {', '.join(vp.name for vp in s.value_propositions)}" for s in doc.segments]
+
+
+Summariser = Callable[[Stage, str], list[str]]
+Checker = Callable[[Project, Stage], list[str]]
+
+
+def propose(project: Project, stage: Stage, check: Checker, summarise: Summariser) -> Proposal:
+    """Read and check the document (and what it depends on) for agreement."""
+    path = project.project_dir / stage.document
+    if stage.upstream:
+        upstream = STAGES[stage.upstream]
+        if not (project.project_dir / upstream.gate).is_file():
+            raise PrerequisiteError(f"{upstream.gate} is missing: agree the {upstream.key} stage first.")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise PrerequisiteError(f"{stage.document} does not exist yet: nothing to agree.") from None
+    text = data.decode("utf-8", errors="replace")
+    details = summarise(stage, text)
+    items = [d.split(": ", 1)[0] for d in details]
+    return Proposal(stage, data, digest(data), items, check(project, stage), details)
+
+
+def consultant_name(explicit: str | None = None) -> str:
+    if explicit:
+        return explicit
+    if os.environ.get("BMC_CONSULTANT"):
+        return os.environ["BMC_CONSULTANT"]
+    try:
+        found = subprocess.run(
+            ["git", "config", "user.name"], capture_output=True, text=True, timeout=2, check=False
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        found = ""
+    return found or os.environ.get("USER") or "the consultant"
+
+
+def agree(
+    project: Project,
+    proposal: Proposal,
+    *,
+    scope: str,
+    agreed_by: str,
+    today: dt.date | None = None,
+) -> str:
+    """Write the gate and its decisions entry for exactly the bytes shown; returns the entry.
+
+    Raises UserError when the document changed since it was shown (nothing is agreed)."""
+    stage = proposal.stage
+    current = (project.project_dir / stage.document).read_bytes()
+    if digest(current) != proposal.digest:
+        raise UserError(
+            f"{stage.document} changed after it was shown ({proposal.digest} -> {digest(current)}); "
+            "nothing was agreed."
+        )
+    gate = project.project_dir / stage.gate
+    intent = Intent(
+        stage=stage.key,
+        digest=proposal.digest,
+        date=(today or dt.date.today()).isoformat(),
+        items=proposal.items,
+        scope=scope.strip(),
+        agreed_by=agreed_by,
+        reagreed=gate.exists(),
+    )
+    intent_path = project.state_dir / INTENT
+    atomic_write(intent_path, json.dumps(asdict(intent)))
+    atomic_write(gate, proposal.data)
+    entry = _record(project, intent)
+    intent_path.unlink(missing_ok=True)
+    return entry
+
+
+def _record(project: Project, intent: Intent) -> str:
+    entry = render_entry(intent)
+    path = project.project_dir / DECISIONS
+    if not path.exists():
+        atomic_write(path, f"# Decisions — {project.org_name()} {project.slug}\n")
+    append_record(path, entry)
+    return entry
+
+
+def render_entry(intent: Intent) -> str:
+    stage = STAGES[intent.stage]
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("bmc", "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    return env.get_template("decision.md.j2").render(stage=stage, intent=intent)
+
+
+def repair_decisions(project: Project) -> str | None:
+    """Finish an agreement a crash interrupted; returns a note when something was repaired."""
+    intent_path = project.state_dir / INTENT
+    try:
+        intent = Intent(**json.loads(intent_path.read_text("utf-8")))
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError):
+        intent_path.unlink(missing_ok=True)
+        return "an unreadable agreement note in .bmc/ was dropped; nothing was agreed by it"
+    stage = STAGES[intent.stage]
+    gate = project.project_dir / stage.gate
+    note = None
+    if gate.is_file() and digest(gate.read_bytes()) == intent.digest:
+        if intent.digest not in _recorded_digests(project):
+            _record(project, intent)
+            note = f"the {stage.what.lower()} agreement of {intent.date} was missing from decisions.md and was recorded"
+    intent_path.unlink(missing_ok=True)
+    return note
+
+
+def _recorded_digests(project: Project) -> set[str]:
+    try:
+        text = (project.project_dir / DECISIONS).read_text("utf-8")
+    except FileNotFoundError:
+        return set()
+    return set(re.findall(r"sha256:[0-9a-f]{12}", text))
+
+
+# --- status --------------------------------------------------------------------------------
+
+ENTRY_RE = re.compile(r"^## (\S+) — Stage (\d+): .*?(re-)?agreed", re.MULTILINE)
+
+
+def agreement_order(project: Project) -> dict[str, int]:
+    """For each stage number, the position of its latest entry in decisions.md."""
+    try:
+        text = (project.project_dir / DECISIONS).read_text("utf-8")
+    except FileNotFoundError:
+        return {}
+    order: dict[str, int] = {}
+    for index, match in enumerate(ENTRY_RE.finditer(text)):
+        order[match.group(2)] = index
+    return order
+
+
+def gate_state(project: Project, stage: Stage) -> str | None:
+    """`agreed`, `stale`, or None when there is no gate."""
+    gate = project.project_dir / stage.gate
+    if not gate.is_file():
+        return None
+    document = project.project_dir / stage.document
+    if document.is_file() and document.read_bytes() != gate.read_bytes():
+        return "stale"
+    if stage.upstream:
+        order = agreement_order(project)
+        up = STAGES[stage.upstream]
+        if up.number in order and stage.number in order and order[up.number] > order[stage.number]:
+            return "stale"
+    return "agreed"
+
+
+def is_yes(answer: str) -> bool:
+    return answer.strip().lower().rstrip(".!") in YES

@@ -1,0 +1,190 @@
+"""Starting and resuming a conversation: the client, the tools, the loop and the consultant.
+
+This is the only module (with `agent`) that imports the SDK, and the CLI imports it lazily,
+so commands that need no model start at once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import anthropic
+
+from . import gate
+from . import session as sessions
+from .agent import Agent, Limits, RunnerTool
+from .agreement import DEFINITION, PausedForAgreement, make_handler
+from .errors import ModelError, StoppedForPerson, UserError
+from .prompt import render_system_prompt
+from .skills import Skill, check_requires, load_skill
+from .tools import Toolbox
+from .ui import TerminalDisplay
+from .usage import DEFAULT_MODEL, RunUsage
+from .validate import make_validator
+from .workspace import Project
+
+
+class ConsultantInput(Protocol):
+    def next_message(self) -> str | None: ...
+    def answer(self, prompt: str) -> str | None: ...
+
+
+@dataclass
+class RunOptions:
+    model: str | None = None
+    skills_dir: Path | None = None
+    limits: Limits = field(default_factory=Limits)
+    client: anthropic.Anthropic | None = None  # the demo passes one pointed at its scripted model
+
+
+def make_client() -> anthropic.Anthropic:
+    if not os.environ.get("ANTHROPIC_API_KEY"):
+        raise UserError(
+            "ANTHROPIC_API_KEY is not set: export your Anthropic API key (or try `bmc demo`, "
+            "which needs none)."
+        )
+    # The SDK retries 408/409/429/5xx itself, honouring retry-after; four tries ride out a
+    # short overload without hiding a real outage for long.
+    return anthropic.Anthropic(max_retries=4, timeout=anthropic.Timeout(120.0, connect=10.0))
+
+
+def model_name(options: RunOptions) -> str:
+    return options.model or os.environ.get("BMC_MODEL") or DEFAULT_MODEL
+
+
+def start(
+    project: Project,
+    skill_name: str,
+    options: RunOptions,
+    display: TerminalDisplay,
+    consultant: ConsultantInput,
+    opening: str | None = None,
+) -> sessions.Session:
+    skill = load_skill(skill_name, options.skills_dir)
+    check_requires(skill, project)  # before any API call: a missing gate costs nothing
+    client = options.client or make_client()
+    writable = _writes_resources(skill)
+    system = render_system_prompt(skill, project, resources_writable=writable, has_agreement=bool(skill.gate))
+    session = sessions.new_session(
+        project,
+        skill=skill.name,
+        model=model_name(options),
+        system=system,
+        extra={"skill_digest": skill.digest(), "skills_dir": str(options.skills_dir or "")},
+    )
+    agent = _agent(client, session, skill, options, display, consultant)
+    text = f"Start the {skill.name} skill for this project now."
+    if opening:
+        text += f"\n\nThe consultant says: {opening}"
+    agent._append(session.messages, {"role": "user", "content": [{"type": "text", "text": text}]})
+    converse(session, agent, consultant, display)
+    return session
+
+
+def resume(
+    project: Project,
+    session_id: str | None,
+    options: RunOptions,
+    display: TerminalDisplay,
+    consultant: ConsultantInput,
+) -> sessions.Session:
+    session = sessions.load_session(project, session_id)
+    for note in session.notes:
+        display.notice(f"Note: {note}.")
+    skills_dir = options.skills_dir or (Path(session.header["skills_dir"]) if session.header.get("skills_dir") else None)
+    skill = load_skill(session.skill, skills_dir)
+    for drift in _drift(session, skill):
+        display.notice(f"Since this session paused: {drift}")
+    options.model = session.model
+    client = options.client or make_client()
+    agent = _agent(client, session, skill, options, display, consultant)
+    converse(session, agent, consultant, display)
+    return session
+
+
+def converse(session: sessions.Session, agent: Agent, consultant: ConsultantInput, display: TerminalDisplay) -> None:
+    """The chat: the model works until it hands back, then the consultant speaks."""
+    try:
+        if session.pending_calls():
+            agent.run_tools(session.messages)
+        while True:
+            if session.messages and session.messages[-1]["role"] == "user":
+                session.set_status(sessions.ACTIVE)
+                agent.run(session.messages)
+            session.set_status(sessions.WAITING_CONSULTANT)
+            text = consultant.next_message()
+            if text is None:
+                display.notice(f"Session saved. Continue it any time with `bmc resume {session.id}`.")
+                return
+            agent._append(session.messages, {"role": "user", "content": [{"type": "text", "text": text}]})
+    except PausedForAgreement:
+        session.set_status(sessions.WAITING_AGREEMENT)
+        display.notice(
+            f"Nothing was agreed. The session waits for the agreement: `bmc resume {session.id}`."
+        )
+    except StoppedForPerson as err:
+        session.set_status(sessions.STOPPED, str(err))
+        raise
+    except ModelError as err:
+        session.set_status(sessions.FAILED, str(err))
+        raise ModelError(f"{err} The session is saved: `bmc resume {session.id}` continues it.") from err
+    except KeyboardInterrupt:
+        session.set_status(sessions.WAITING_CONSULTANT, "interrupted")
+        display.notice(f"Interrupted. Session saved: `bmc resume {session.id}`.")
+    finally:
+        display.reply_finished()
+
+
+def _agent(
+    client: anthropic.Anthropic,
+    session: sessions.Session,
+    skill: Skill,
+    options: RunOptions,
+    display: TerminalDisplay,
+    consultant: ConsultantInput,
+) -> Agent:
+    project = session.project
+    toolbox = Toolbox(
+        project,
+        skill.folder,
+        resources_writable=_writes_resources(skill),
+        validator=make_validator(project),
+    )
+    toolbox.read_hashes.update(session.read_hashes)
+    runner_tools: dict[str, RunnerTool] = {}
+    if skill.gate:
+        handle = make_handler(project, skill, consultant, display.console, gate.check_stage, gate.summarise)
+        runner_tools["request_agreement"] = RunnerTool(DEFINITION, handle)
+    agent = Agent(
+        client=client,
+        model=session.model,
+        system=session.system,
+        toolbox=toolbox,
+        recorder=session,
+        display=display,
+        usage=RunUsage(model=session.model),
+        runner_tools=runner_tools,
+        limits=options.limits,
+    )
+    session.usage = agent.usage
+    return agent
+
+
+def _writes_resources(skill: Skill) -> bool:
+    return any(p.startswith("resources/") for p in skill.produces)
+
+
+def _drift(session: sessions.Session, skill: Skill) -> list[str]:
+    found = []
+    if session.header.get("skill_digest") != skill.digest():
+        found.append(f"the skill {skill.name} changed (the session keeps its original instructions).")
+    toolbox = Toolbox(session.project, skill.folder)
+    for path, digest in sorted(session.read_hashes.items()):
+        now = toolbox.current_hash(path)
+        if now != digest:
+            state = "was deleted" if now is None else "changed"
+            found.append(f"{path} {state} since the model read it.")
+    return found
