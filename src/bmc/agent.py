@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import anthropic
 import httpx2
 
+from .crashpoints import crash_point
 from .errors import ModelError, StoppedForPerson, UserError
 from .tools import Toolbox, ToolOutcome
 from .usage import RunUsage, TurnUsage
@@ -127,6 +128,7 @@ class Agent:
             if call["id"] in answered:
                 continue
             block = _tool_result(call["id"], self._run_one(call))
+            crash_point("tool-result")
             self.recorder.tool_result(block, dict(self.toolbox.read_hashes))
             _merge_results(messages, [block])
         if self.toolbox.livelock:
@@ -170,6 +172,7 @@ class Agent:
                     for event in stream:
                         if event.type == "text":
                             self.display.text(event.text)
+                            crash_point("stream-text")
                     reply = stream.get_final_message()
                 self.display.reply_finished()
                 return reply

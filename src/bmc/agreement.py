@@ -73,7 +73,7 @@ def make_handler(
         if gate.gate_state(project, stage) == "agreed":
             return ToolOutcome(f"agreed: {stage.gate} already holds exactly this document (agreed outside this chat).")
         scope = str(tool_input.get("scope_notes") or "")
-        _show(console, proposal, scope)
+        show_proposal(console, proposal, scope)
         answer = consultant.answer("Does the client agree? Type yes (optionally `yes, <client contact>`), or their feedback: ")
         if answer is None:
             raise PausedForAgreement
@@ -92,7 +92,7 @@ def make_handler(
     return handle
 
 
-def _show(console: Console, proposal: gate.Proposal, scope: str) -> None:
+def show_proposal(console: Console, proposal: gate.Proposal, scope: str) -> None:
     lines = [f"[bold]{proposal.stage.document}[/bold]  ({proposal.digest})", ""]
     lines += [f"• {item}" for item in proposal.details] or ["(no items found)"]
     if scope:

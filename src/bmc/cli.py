@@ -142,12 +142,21 @@ def _converse(action: Any, project: Project, options: Any, label: str) -> None:
     consultant = Consultant(display.console)
     lock = ProjectLock(project)
     with lock.hold(label):
+        _repair(project, display)
         session = None
         try:
             session = action(runner, options, display, consultant, lock)
         finally:
             if session is not None:
                 display.console.print(f"[dim]{session.usage.summary()}[/dim]")
+
+
+def _repair(project: Project, display: Any) -> None:
+    from .gate import repair_decisions
+
+    note = repair_decisions(project)
+    if note:
+        display.notice(f"Repaired: {note}.")
 
 
 @cli.command()
@@ -163,6 +172,85 @@ def sessions(workspace: str | None, org: str | None, project: str | None) -> Non
         click.echo("No sessions yet: start one with `bmc run <skill>`.")
         return
     print_table(TerminalDisplay().console, ["session", "skill", "status", "turns", "cost", "updated"], rows)
+
+
+@cli.command()
+@click.argument("files", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON for scripts.")
+@project_options
+def validate(files: tuple[str, ...], as_json: bool, workspace: str | None, org: str | None, project: str | None) -> None:
+    """Check the project's documents (or FILES) with no model: exit 0 when all that exist are valid."""
+    import json
+
+    from .ui import TerminalDisplay, print_table
+    from .validate import validate_project
+
+    where = _where(workspace, org, project).project_or_fail()
+    reports = validate_project(where, list(files) or None)
+    if as_json:
+        click.echo(json.dumps([r.__dict__ for r in reports], indent=2, ensure_ascii=False))
+    else:
+        rows = [[r.path, r.status, "\n".join([*r.problems, *(f"warning: {w}" for w in r.warnings)])] for r in reports]
+        print_table(TerminalDisplay().console, ["document", "status", "problems"], rows)
+    if any(r.status == "invalid" for r in reports):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the stages as JSON for scripts.")
+@project_options
+def status(as_json: bool, workspace: str | None, org: str | None, project: str | None) -> None:
+    """Show each stage (missing, drafting, valid, agreed, stale) and the next step."""
+    import json
+
+    from .status import project_status
+    from .ui import TerminalDisplay, print_table
+
+    where = _where(workspace, org, project).project_or_fail()
+    report = project_status(where)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+        return
+    rows = [[s.key, s.document, s.state, s.detail] for s in report.stages]
+    print_table(TerminalDisplay().console, ["stage", "document", "state", "detail"], rows)
+    click.echo(f"Next: {report.next_step}")
+
+
+@cli.command()
+@click.argument("stage")
+@click.option("--as", "agreed_as", help="Who agrees (default: $BMC_CONSULTANT or git's user.name).")
+@click.option("--scope", default="", help="Scope notes for the decisions log.")
+@project_options
+def agree(stage: str, agreed_as: str | None, scope: str, workspace: str | None, org: str | None, project: str | None) -> None:
+    """Agree STAGE (brief, segments, canvas) outside a chat: shows it, asks for an explicit yes."""
+    from . import gate
+    from .agreement import show_proposal
+    from .session import ProjectLock
+    from .ui import Consultant, TerminalDisplay
+
+    where = _where(workspace, org, project).project_or_fail()
+    chosen = gate.stage_named(stage)
+    display = TerminalDisplay()
+    with ProjectLock(where).hold(f"bmc agree {stage}"):
+        _repair(where, display)
+        proposal = gate.propose(where, chosen, gate.check_stage, gate.summarise)
+        if proposal.problems:
+            listing = "; ".join(proposal.problems[:5])
+            raise UserError(f"{chosen.document} is not ready to agree: {listing}")
+        show_proposal(display.console, proposal, scope)
+        answer = Consultant(display.console).answer(
+            "Does the client agree? Type yes (optionally `yes, <client contact>`), or anything else to stop: "
+        )
+        if answer is None or not gate.is_yes(answer.split(",")[0]):
+            click.echo("Nothing was agreed.")
+            return
+        contact = answer.split(",", 1)[1].strip() if "," in answer else ""
+        who = f"{gate.consultant_name(agreed_as)} (consultant)" + (f"; {contact} (client)" if contact else "")
+        gate.agree(where, proposal, scope=scope, agreed_by=who)
+        click.echo(f"Agreed: {chosen.gate} written and recorded in decisions.md.")
+        for downstream in gate.downstream_of(chosen):
+            if (where.project_dir / downstream.gate).exists():
+                click.echo(f"{downstream.gate} is now stale: agree the {downstream.key} stage again.")
 
 
 @cli.command()

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 
 import jinja2
 
+from .crashpoints import crash_point
 from .errors import PrerequisiteError, UserError
 from .workspace import Project, append_record, atomic_write
 
@@ -53,6 +54,15 @@ STAGES: dict[str, Stage] = {
 
 def stage_for_document(document: str) -> Stage | None:
     return next((s for s in STAGES.values() if s.document == document), None)
+
+
+def downstream_of(stage: Stage) -> list[Stage]:
+    """The stages built on `stage`, nearest first."""
+    found, current = [], stage.key
+    while (nxt := next((s for s in STAGES.values() if s.upstream == current), None)) is not None:
+        found.append(nxt)
+        current = nxt.key
+    return found
 
 
 def stage_named(key: str) -> Stage:
@@ -181,6 +191,7 @@ def agree(
     intent_path = project.state_dir / INTENT
     atomic_write(intent_path, json.dumps(asdict(intent)))
     atomic_write(gate, proposal.data)
+    crash_point("gate-written")
     entry = _record(project, intent)
     intent_path.unlink(missing_ok=True)
     return entry

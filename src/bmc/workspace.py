@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .crashpoints import crash_point
 from .errors import UserError
 
 SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -131,6 +132,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
             handle.write(raw)
             handle.flush()
             os.fsync(handle.fileno())
+        crash_point("atomic-write")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -142,8 +144,16 @@ def append_record(path: Path, record: str) -> None:
     """Append one whole record to an append-only file in a single write, then fsync."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    data = record.encode("utf-8")
     try:
-        os.write(fd, record.encode("utf-8"))
+        if os.environ.get("BMC_CRASH_AT", "").startswith("journal-append:"):
+            # Tests only: die with half the record on disk, as a crash mid-append would.
+            os.write(fd, data[: len(data) // 2])
+            os.fsync(fd)
+            crash_point("journal-append")
+            os.write(fd, data[len(data) // 2 :])
+        else:
+            os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -1,0 +1,27 @@
+"""Deliberate crash points for the kill -9 tests (SPEC section 7: sessions survive anything).
+
+`BMC_CRASH_AT=<point>:<n>` makes the process SIGKILL itself the n-th time it passes
+`<point>`, exactly as a power cut or `kill -9` would stop it there. Unset (always, outside
+tests) this costs one dictionary lookup. Points: `journal-append` (half a record written),
+`atomic-write` (temp file written, not yet renamed), `stream-text` (mid-reply), `gate-written`
+(gate on disk, decisions entry not yet), `tool-result` (a tool ran, its result not journaled).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+_counts: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    target = os.environ.get("BMC_CRASH_AT")
+    if not target:
+        return
+    point, _, nth = target.partition(":")
+    if point != name:
+        return
+    _counts[name] = _counts.get(name, 0) + 1
+    if _counts[name] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)

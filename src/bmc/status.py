@@ -1,0 +1,79 @@
+"""`bmc status`: where each stage of the engagement stands, and what to do next.
+
+State is derived from the files alone (a gate exists or not, matches its document or not,
+validates or not), never stored separately, so it cannot disagree with the workspace.
+Validation results come from the content-hash cache, so an unchanged project answers at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from . import gate
+from .validate import validate_project
+from .workspace import Project
+
+SKILL_FOR = {"brief": "bmc-research", "segments": "bmc-segments", "canvas": "bmc-canvas"}
+
+
+@dataclass(frozen=True)
+class StageStatus:
+    key: str
+    document: str
+    state: str  # missing | drafting | valid | agreed | stale
+    detail: str
+
+
+@dataclass(frozen=True)
+class ProjectStatus:
+    stages: list[StageStatus]
+    next_step: str
+
+    def as_dict(self) -> dict:
+        return {"stages": [asdict(s) for s in self.stages], "next": self.next_step}
+
+
+def project_status(project: Project) -> ProjectStatus:
+    reports = {r.path: r for r in validate_project(project)}
+    stages = [_stage_status(project, stage, reports) for stage in gate.STAGES.values()]
+    return ProjectStatus(stages, _next_step(stages))
+
+
+def _stage_status(project: Project, stage: gate.Stage, reports: dict) -> StageStatus:
+    gate_state = gate.gate_state(project, stage)
+    document = project.project_dir / stage.document
+    if gate_state == "stale":
+        why = "the document changed since it was agreed" if _differs(project, stage) else "an earlier stage was re-agreed"
+        return StageStatus(stage.key, stage.document, "stale", why)
+    if gate_state == "agreed":
+        return StageStatus(stage.key, stage.document, "agreed", f"{stage.gate} matches it")
+    if not document.is_file():
+        return StageStatus(stage.key, stage.document, "missing", "")
+    problems = [
+        f"{r.path}: {p}"
+        for path, r in reports.items()
+        if path == stage.document or path.startswith(stage.document.rsplit("/", 1)[0] + "/drafts/")
+        for p in r.problems
+    ]
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        return StageStatus(stage.key, stage.document, "drafting", problems[0] + more)
+    return StageStatus(stage.key, stage.document, "valid", "ready to agree")
+
+
+def _differs(project: Project, stage: gate.Stage) -> bool:
+    document = project.project_dir / stage.document
+    agreed = project.project_dir / stage.gate
+    return document.is_file() and document.read_bytes() != agreed.read_bytes()
+
+
+def _next_step(stages: list[StageStatus]) -> str:
+    for stage in stages:
+        skill = SKILL_FOR[stage.key]
+        if stage.state in ("missing", "drafting"):
+            return f"`bmc run {skill}` (or `bmc resume` if a session is under way)."
+        if stage.state == "valid":
+            return f"agree it with the client: `bmc agree {stage.key}` or in the {skill} session."
+        if stage.state == "stale":
+            return f"review {stage.document} and agree it again: `bmc agree {stage.key}`."
+    return "every stage is agreed: `bmc render` for the client."

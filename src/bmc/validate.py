@@ -1,0 +1,635 @@
+"""Checking the governed documents: shape, grounding in the research, consistency.
+
+A governed document is one whose path matches an entry of `GOVERNED`; each entry names the
+check for it. A check parses the document (`bmc.schemas`), then looks beyond the shape:
+
+- segment drafts: the file name is the slug of the title; every evidence file is inside
+  `resources/` and exists, and every quote occurs in it (`bmc.grounding`); the segment is
+  not another draft's segment reworded (who they are and channels both alike); a value
+  proposition shared with another segment, and a segments document that has not caught up
+  with the draft yet, are warnings;
+- the segments document: it lists exactly the drafts' segments, with the same value
+  proposition names.
+
+`make_validator` answers the file tools before a write (nothing is written when there are
+problems); `validate_project` answers `bmc validate` and `bmc status`, caching every result
+in `.bmc/validation.json` under a hash of the document and of everything the check read, so
+an unchanged project is re-validated without parsing anything. See docs/validation.md.
+
+Problems and warnings are one-line strings that start with the section they are about.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import posixpath
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatchcase
+from functools import cache, lru_cache
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from rapidfuzz import fuzz, process
+
+from . import grounding
+from .schemas import FILE, MAX_DOCUMENT_BYTES, excerpt, schema_digest
+from .schemas.segments import (
+    DocumentParts,
+    DraftParts,
+    Entry,
+    ValueProposition,
+    name_key,
+    read_draft,
+    read_segments_document,
+)
+from .workspace import Project, atomic_write
+
+Validator = Callable[[str, str], tuple[list[str], list[str]]]
+Status = Literal["valid", "invalid", "missing"]
+
+DRAFTS = "segments/drafts/*.md"
+SEGMENTS_DOCUMENT = "segments/segments.md"
+CACHE_FILE = "validation.json"
+
+# Two drafts are one segment when "Who they are" and "Channels" are both at least this
+# alike (rapidfuzz token_sort_ratio, 0-100, on text folded to ASCII, lowercased, without
+# punctuation or stop words). Measured on drafts of one organisation (docs/validation.md):
+# genuinely different segments scored 37-53 on both, light rewordings of one segment
+# (synonyms, reordered clauses) 69-98. 65 sits in the gap, nearer the rewordings so that
+# distinct segments sharing vocabulary are not refused.
+SAME_SEGMENT_THRESHOLD = 65
+# A value proposition whose description is at least this alike to another segment's is
+# "the same proposition" (as is one with the same name): nearly a copy, not a paraphrase.
+SAME_PROPOSITION_THRESHOLD = 90
+
+
+@dataclass
+class DocumentReport:
+    """The result of validating one governed document."""
+
+    path: str
+    status: Status
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+# --- reading the project, recording what was read ----------------------------------------
+
+
+class Reader:
+    """The project's files as the checks see them.
+
+    Every file a check reads is recorded in `deps` with the digest of what it saw, so the
+    cache can tell later whether the result still holds. Bytes read are kept for the run.
+    """
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.deps: dict[str, str] = {}
+        self._bytes: dict[str, bytes | None] = {}
+
+    def project_file(self, path: str) -> bytes | None:
+        """The bytes of a project file (None when missing), recorded as a dependency."""
+        data = self.peek(path)
+        self.deps[path] = _digest(data)
+        return data
+
+    def drafts(self) -> list[str]:
+        """The project paths of the segment drafts on disk, the listing recorded."""
+        paths, self.deps[DRAFTS] = self._drafts_listing()
+        return paths
+
+    def resource(self, inside: str) -> grounding.ResourceText:
+        """The text of `resources/<inside>`, recorded; raises OSError, UnreadableResource."""
+        root = self.project.resources_dir
+        path = root / inside
+        self.deps[f"resources/{inside}"] = self._resource_digest(path)
+        # The lexical check kept `..` out; a symlink inside resources/ may still lead out.
+        if not path.resolve().is_relative_to(root.resolve()):
+            raise grounding.UnreadableResource("leads out of resources/ through a link")
+        if path.is_dir():
+            raise grounding.UnreadableResource("is a folder: cite one of the files in it")
+        return grounding.load_resource(path)
+
+    def resource_names(self) -> list[str]:
+        root = self.project.resources_dir
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+    def current(self, dep: str) -> str:
+        """The digest a dependency has now, to compare with the one recorded."""
+        if dep == DRAFTS:
+            return self._drafts_listing()[1]
+        if dep.startswith("resources/"):
+            inside = dep.removeprefix("resources/")
+            return self._resource_digest(self.project.resources_dir / inside)
+        return _digest(self.peek(dep))
+
+    def peek(self, path: str) -> bytes | None:
+        """The bytes of a project file (None when missing), not recorded."""
+        if path not in self._bytes:
+            try:
+                self._bytes[path] = (self.project.project_dir / path).read_bytes()
+            except OSError:
+                self._bytes[path] = None
+        return self._bytes[path]
+
+    def _drafts_listing(self) -> tuple[list[str], str]:
+        folder = self.project.project_dir / "segments" / "drafts"
+        names = sorted(p.name for p in folder.glob("*.md"))
+        return [f"segments/drafts/{name}" for name in names], _digest("\n".join(names).encode())
+
+    @staticmethod
+    def _resource_digest(path: Path) -> str:
+        try:
+            return grounding.resource_digest(path)
+        except OSError:
+            return "missing"
+
+
+def _digest(data: bytes | None) -> str:
+    return "missing" if data is None else hashlib.sha256(data).hexdigest()
+
+
+# Parsing is pure, and in one run every draft is read as "another draft" by all the others:
+# remember the parts by content (documents of a sensible size only).
+def _draft_parts(data: str | bytes) -> DraftParts:
+    if len(data) > MAX_DOCUMENT_BYTES:
+        return read_draft(data)
+    return _cached_draft_parts(data)
+
+
+@lru_cache(maxsize=512)
+def _cached_draft_parts(data: str | bytes) -> DraftParts:
+    return read_draft(data)
+
+
+def _document_parts(data: str | bytes) -> DocumentParts:
+    if len(data) > MAX_DOCUMENT_BYTES:
+        return read_segments_document(data)
+    return _cached_document_parts(data)
+
+
+@lru_cache(maxsize=16)
+def _cached_document_parts(data: str | bytes) -> DocumentParts:
+    return read_segments_document(data)
+
+
+# --- segment drafts ------------------------------------------------------------------------
+
+
+def check_draft(reader: Reader, path: str, data: str | bytes) -> Outcome:
+    """Everything wrong with a segment draft about to be at `path`, and what to warn of."""
+    parts = _draft_parts(data)
+    problems = [str(problem) for problem in parts.problems]
+    if any(problem.section == FILE for problem in parts.problems):
+        return Outcome(problems)
+    if parts.title:
+        problems += _file_name_problems(path, parts.title)
+    problems += _evidence_problems(reader, parts)
+    others = _other_drafts(reader, path)
+    problems += _same_segment_problems(parts, others)
+    if problems:
+        return Outcome(problems)
+    return Outcome([], _shared_proposition_warnings(parts, others) + _lag_warnings(reader, parts))
+
+
+# Letters NFKD does not decompose, spelled out as they usually are in ASCII.
+# fmt: off
+_FOLD = str.maketrans({
+    "ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O", "ł": "l",
+    "Ł": "L", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "Th", "ı": "i",
+})
+# fmt: on
+
+
+def fold_ascii(text: str) -> str:
+    """`text` in plain ASCII: accents dropped (NFKD), and the letters NFKD leaves alone
+    (ß, æ, ø, ł, ...) spelled out, so "Straße" is "Strasse", not "Strae"."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_FOLD))
+    return decomposed.encode("ascii", "ignore").decode("ascii")
+
+
+def slugify(title: str) -> str:
+    """The file name stem of a segment titled `title`: "St Aidan's Trust" -> st-aidan-s-trust."""
+    return re.sub(r"[^a-z0-9]+", "-", fold_ascii(title).lower()).strip("-")
+
+
+def _file_name_problems(path: str, title: str) -> list[str]:
+    expected = slugify(title)
+    name = PurePosixPath(path).name
+    if not expected:
+        return [
+            f'Title: "{excerpt(title)}" has no letter or digit to make a file name from; '
+            "write the segment's name in letters"
+        ]
+    if name == f"{expected}.md":
+        return []
+    return [
+        f'Title: the file name must be the slug of the title "{excerpt(title)}": write '
+        f"this draft to segments/drafts/{expected}.md, not {name}"
+    ]
+
+
+def _evidence_problems(reader: Reader, parts: DraftParts) -> list[str]:
+    problems = []
+    for item in parts.evidence:
+        try:
+            inside = _inside_resources(item.file)
+            text = reader.resource(inside)
+        except grounding.UnreadableResource as err:
+            problems.append(f"Evidence: `{item.file}` {err}")
+            continue
+        except OSError:
+            problems.append(f"Evidence: `{item.file}` does not exist{_suggest(reader, inside)}")
+            continue
+        found = grounding.find_quote(item.quote, text)
+        if isinstance(found, grounding.ClosestPassage):
+            problems.append(_quote_problem(item.quote, item.file, found))
+    return problems
+
+
+def _inside_resources(file: str) -> str:
+    """The path of an evidence file inside resources/, checked lexically.
+
+    Raises `UnreadableResource` saying why a path is refused; `Reader.resource` then
+    refuses a symlink inside resources/ that leads out.
+    """
+    if "\x00" in file or "\\" in file:
+        raise grounding.UnreadableResource(
+            "is not a plain path; write it as `resources/<file>` with forward slashes"
+        )
+    if not file.startswith("resources/"):
+        raise grounding.UnreadableResource(
+            "is not in resources/: cite research files as `resources/<file>`"
+        )
+    normal = posixpath.normpath(file)
+    if not normal.startswith("resources/"):
+        raise grounding.UnreadableResource("leads out of resources/: cite a file inside it")
+    return normal.removeprefix("resources/")
+
+
+def _suggest(reader: Reader, inside: str) -> str:
+    """A near miss among the resources' names ("did you mean"), else where to look."""
+    names = {PurePosixPath(name).stem: name for name in reader.resource_names()}
+    best = process.extractOne(
+        PurePosixPath(inside).stem, list(names), scorer=fuzz.ratio, score_cutoff=70
+    )
+    if best:
+        return f"; did you mean `resources/{names[best[0]]}`?"
+    return "; cite a file listed in resources/index.md"
+
+
+def _quote_problem(quote: str, file: str, found: grounding.ClosestPassage) -> str:
+    if not found.passage:
+        return f'Evidence: quote "{excerpt(quote, 80)}" is not in {file}, which has no text'
+    hint = " (quote one passage as it stands: do not shorten with ...)" if "..." in quote else ""
+    return (
+        f'Evidence: quote "{excerpt(quote, 80)}" is not in {file}{hint}; closest passage '
+        f'({found.score:.0f}% alike): "{found.passage}"'
+    )
+
+
+def _other_drafts(reader: Reader, path: str) -> list[tuple[str, DraftParts]]:
+    """The other drafts on disk (readable far enough to have a title), by path."""
+    others = []
+    for other in reader.drafts():
+        if other.casefold() == path.casefold():
+            continue
+        data = reader.project_file(other)
+        parts = _draft_parts(data) if data is not None else None
+        if parts is not None and parts.title:
+            others.append((other, parts))
+    return others
+
+
+# Words too common to tell two segments apart.
+# fmt: off
+_STOP_WORDS = frozenset({
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in",
+    "into", "is", "it", "its", "of", "on", "or", "our", "that", "the", "their", "them",
+    "they", "this", "those", "to", "via", "we", "which", "who", "with",
+})
+# fmt: on
+
+
+@lru_cache(maxsize=4096)
+def _lexical(text: str) -> str:
+    """Text reduced to its content words, for lexical similarity."""
+    words = re.findall(r"[a-z0-9]+", fold_ascii(text).lower())
+    return " ".join(word for word in words if word not in _STOP_WORDS)
+
+
+def _alike(a: str | None, b: str | None) -> float:
+    if not a or not b:
+        return 0.0
+    return fuzz.token_sort_ratio(_lexical(a), _lexical(b))
+
+
+def _same_segment_problems(parts: DraftParts, others: list[tuple[str, DraftParts]]) -> list[str]:
+    problems = []
+    for path, other in others:
+        who = _alike(parts.who, other.who)
+        if who < SAME_SEGMENT_THRESHOLD:
+            continue
+        channels = _alike(parts.channels, other.channels)
+        if channels < SAME_SEGMENT_THRESHOLD:
+            continue
+        problems.append(
+            f'Who they are: this is the segment "{other.title}" ({path}) again: who they are '
+            f"({who:.0f}% alike) and channels ({channels:.0f}% alike) both match it (the limit "
+            f"is {SAME_SEGMENT_THRESHOLD}%); merge the two drafts, or state the real "
+            "difference in needs or channels that the research shows; if this is a renamed "
+            f"segment, ask the consultant to delete {path} first"
+        )
+    return problems
+
+
+def _shared_proposition_warnings(
+    parts: DraftParts, others: list[tuple[str, DraftParts]]
+) -> list[str]:
+    warnings = []
+    for vp in parts.value_propositions:
+        for path, other in others:
+            if any(_same_proposition(vp, theirs) for theirs in other.value_propositions):
+                warnings.append(
+                    f'Value propositions: "{vp.name}" is also a value proposition of '
+                    f'"{other.title}" ({path}); say what this segment in particular gets'
+                )
+    return warnings
+
+
+def _same_proposition(a: ValueProposition, b: ValueProposition) -> bool:
+    if name_key(a.name) == name_key(b.name):
+        return True
+    score = fuzz.token_sort_ratio(
+        _lexical(a.description), _lexical(b.description), score_cutoff=SAME_PROPOSITION_THRESHOLD
+    )
+    return score >= SAME_PROPOSITION_THRESHOLD
+
+
+def _lag_warnings(reader: Reader, parts: DraftParts) -> list[str]:
+    """What segments.md, if written already, says differently about this draft's segment.
+
+    A warning, not a problem: drafts change first and the document catches up; the
+    mismatch is a problem of segments.md itself (see `check_segments_document`).
+    """
+    data = reader.project_file(SEGMENTS_DOCUMENT)
+    if data is None or not parts.title:
+        return []
+    entries = _document_parts(data).entries
+    if not entries:
+        return []
+    entry = next((e for e in entries if name_key(e.name) == name_key(parts.title)), None)
+    if entry is None:
+        return [
+            f'Title: {SEGMENTS_DOCUMENT} does not list "{parts.title}" yet; update it '
+            "before asking for agreement"
+        ]
+    difference = _proposition_difference(parts.value_propositions, entry.value_propositions)
+    if difference:
+        return [
+            f"Value propositions: {SEGMENTS_DOCUMENT} has not caught up with this draft "
+            f"({difference}); update it before asking for agreement"
+        ]
+    return []
+
+
+def _proposition_difference(drafted: list[ValueProposition], listed: list[ValueProposition]) -> str:
+    """How the listed value proposition names differ from the draft's ("" when they match)."""
+    drafted_keys = {name_key(vp.name) for vp in drafted}
+    listed_keys = {name_key(vp.name) for vp in listed}
+    missing = [f'"{vp.name}"' for vp in drafted if name_key(vp.name) not in listed_keys]
+    extra = [f'"{vp.name}"' for vp in listed if name_key(vp.name) not in drafted_keys]
+    parts = []
+    if missing:
+        parts.append(f"the draft has {', '.join(missing)}, which it does not list")
+    if extra:
+        parts.append(f"it lists {', '.join(extra)}, which the draft does not have")
+    return "; ".join(parts)
+
+
+# --- the segments document ------------------------------------------------------------------
+
+
+def check_segments_document(reader: Reader, path: str, data: str | bytes) -> Outcome:
+    """Everything wrong with the segments document: its shape, and whether it lists
+    exactly the drafts' segments with their value proposition names."""
+    parts = _document_parts(data)
+    problems = [str(problem) for problem in parts.problems]
+    if parts.entries:
+        problems += _cross_check(parts.entries, _other_drafts(reader, path))
+    return Outcome(problems)
+
+
+def _cross_check(entries: list[Entry], drafts: list[tuple[str, DraftParts]]) -> list[str]:
+    listed = {name_key(entry.name): entry for entry in entries}
+    drafted = {name_key(str(draft.title)): (path, draft) for path, draft in drafts}
+    problems = []
+    for key, (path, draft) in drafted.items():
+        entry = listed.get(key)
+        if entry is None:
+            problems.append(
+                f'Segments: "{draft.title}" has a draft ({path}) but is not listed; '
+                f"add it as `### N. {draft.title}`, or if the segment was dropped "
+                "ask the consultant to delete its draft"
+            )
+            continue
+        difference = _proposition_difference(draft.value_propositions, entry.value_propositions)
+        if difference:
+            problems.append(
+                f'Segments: the value propositions of "{entry.name}" differ from '
+                f"its draft ({path}): {difference}; use the draft's names"
+            )
+    for key, entry in listed.items():
+        if key not in drafted:
+            problems.append(
+                f'Segments: "{entry.name}" (line {entry.line}) has no draft; write '
+                f"segments/drafts/{slugify(entry.name)}.md first, or remove the "
+                "entry"
+            )
+    return problems
+
+
+# --- which paths are governed, by what ------------------------------------------------------
+
+Check = Callable[[Reader, str, "str | bytes"], Outcome]
+
+
+@dataclass(frozen=True)
+class Governed:
+    """A governed path pattern (`*` matches within one path segment) and its check."""
+
+    pattern: str
+    check: Check
+
+    def matches(self, path: str) -> bool:
+        # Case-folded and without trailing dots or spaces, so a case-insensitive file
+        # system cannot be used to slip a draft past its check ("Segments/Drafts/X.md.").
+        parts = [part.casefold().rstrip(". ") for part in path.split("/")]
+        pattern = self.pattern.split("/")
+        return len(parts) == len(pattern) and all(
+            fnmatchcase(part, want) for part, want in zip(parts, pattern, strict=True)
+        )
+
+
+# The canvas schema will be one more entry: Governed("canvas/canvas.md", check_canvas).
+GOVERNED: tuple[Governed, ...] = (
+    Governed(DRAFTS, check_draft),
+    Governed(SEGMENTS_DOCUMENT, check_segments_document),
+)
+
+
+def _project_path(path: str) -> str | None:
+    """`path` relative to the project directory, lexically normalised; None if it leaves."""
+    normal = posixpath.normpath(path.strip())
+    if normal.startswith(("/", "../")) or normal in ("..", "."):
+        return None
+    return normal
+
+
+def governing(path: str) -> Governed | None:
+    """The entry of `GOVERNED` for a project-relative path, if any."""
+    normal = _project_path(path)
+    if normal is None:
+        return None
+    return next((g for g in GOVERNED if g.matches(normal)), None)
+
+
+# --- the two entry points ------------------------------------------------------------------
+
+
+def make_validator(project: Project) -> Validator:
+    """The check the file tools run before writing: (path, full new content) ->
+    (problems, warnings); an ungoverned path gets ([], [])."""
+
+    def validate(path: str, content: str) -> tuple[list[str], list[str]]:
+        governed = governing(path)
+        if governed is None:
+            return [], []
+        outcome = governed.check(Reader(project), str(_project_path(path)), content)
+        return outcome.problems, outcome.warnings
+
+    return validate
+
+
+def validate_project(project: Project, files: list[str] | None = None) -> list[DocumentReport]:
+    """Validate every governed document of the project (or only `files`), using the cache."""
+    if files is None:
+        paths = _governed_documents(project)
+    else:
+        paths = [_project_path(file) or file for file in files]
+    cache = _Cache.load(project)
+    reader = Reader(project)
+    reports = [_validate(reader, cache, path) for path in paths]
+    if files is None:
+        cache.keep_only(paths)
+    cache.save()
+    return reports
+
+
+def _governed_documents(project: Project) -> list[str]:
+    """Every governed document: the fixed paths whether or not written, the patterns' files
+    as they exist."""
+    paths = []
+    for governed in GOVERNED:
+        if "*" in governed.pattern:
+            found = project.project_dir.glob(governed.pattern)
+            paths += sorted(p.relative_to(project.project_dir).as_posix() for p in found)
+        else:
+            paths.append(governed.pattern)
+    return paths
+
+
+def _validate(reader: Reader, cache: _Cache, path: str) -> DocumentReport:
+    governed = governing(path)
+    data = reader.peek(path)
+    if data is None:
+        return DocumentReport(path, "missing")
+    if governed is None:
+        return DocumentReport(path, "valid", [], ["no schema governs this file: nothing checked"])
+    content = _digest(data)
+    outcome = cache.lookup(path, content, reader)
+    if outcome is None:
+        reader.deps = {}
+        outcome = run_check(governed, reader, path, data)
+        cache.store(path, content, reader.deps, outcome)
+    status: Status = "invalid" if outcome.problems else "valid"
+    return DocumentReport(path, status, outcome.problems, outcome.warnings)
+
+
+def run_check(governed: Governed, reader: Reader, path: str, data: bytes) -> Outcome:
+    """Run one check (a seam for tests that count how often checks really run)."""
+    return governed.check(reader, path, data)
+
+
+# --- the cache ------------------------------------------------------------------------------
+
+
+@cache
+def checker_digest() -> str:
+    """Changes whenever the rules change: schemas, templates, this module, grounding."""
+    digest = hashlib.sha256(schema_digest().encode())
+    for module in (__file__, grounding.__file__):
+        digest.update(Path(module).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class _Cache:
+    """`.bmc/validation.json`: per document, the content digest, the digests of what the
+    check read, and the result. An entry holds only while all of them are unchanged."""
+
+    def __init__(self, path: Path, documents: dict[str, dict]) -> None:
+        self.path = path
+        self.documents = documents
+        self.changed = False
+
+    @classmethod
+    def load(cls, project: Project) -> _Cache:
+        path = project.state_dir / CACHE_FILE
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            documents = saved["documents"] if saved.get("checker") == checker_digest() else {}
+            if not isinstance(documents, dict):
+                documents = {}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            documents = {}  # missing or damaged: it is only a cache, start again
+        return cls(path, documents)
+
+    def lookup(self, path: str, content: str, reader: Reader) -> Outcome | None:
+        entry = self.documents.get(path)
+        try:
+            if entry["content"] != content:
+                return None
+            if any(reader.current(dep) != digest for dep, digest in entry["deps"].items()):
+                return None
+            return Outcome(list(entry["problems"]), list(entry["warnings"]))
+        except (TypeError, KeyError, AttributeError):
+            return None
+
+    def store(self, path: str, content: str, deps: dict[str, str], outcome: Outcome) -> None:
+        self.documents[path] = {"content": content, "deps": dict(deps), **asdict(outcome)}
+        self.changed = True
+
+    def keep_only(self, paths: list[str]) -> None:
+        for path in set(self.documents) - set(paths):
+            del self.documents[path]
+            self.changed = True
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        data = {"checker": checker_digest(), "documents": self.documents}
+        # A read-only checkout still validates; it only re-checks everything next time.
+        with contextlib.suppress(OSError):
+            atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
