@@ -67,7 +67,9 @@ def start(
     check_requires(skill, project)  # before any API call: a missing gate costs nothing
     client = options.client or make_client()
     writable = _writes_resources(skill)
-    system = render_system_prompt(skill, project, resources_writable=writable, has_agreement=bool(skill.gate))
+    system = render_system_prompt(
+        skill, project, resources_writable=writable, has_agreement=bool(skill.gate)
+    )
     session = sessions.new_session(
         project,
         skill=skill.name,
@@ -94,7 +96,9 @@ def resume(
     session = sessions.load_session(project, session_id)
     for note in session.notes:
         display.notice(f"Note: {note}.")
-    skills_dir = options.skills_dir or (Path(session.header["skills_dir"]) if session.header.get("skills_dir") else None)
+    skills_dir = options.skills_dir or (
+        Path(session.header["skills_dir"]) if session.header.get("skills_dir") else None
+    )
     skill = load_skill(session.skill, skills_dir)
     for drift in _drift(session, skill):
         display.notice(f"Since this session paused: {drift}")
@@ -105,7 +109,9 @@ def resume(
     return session
 
 
-def converse(session: sessions.Session, agent: Agent, consultant: ConsultantInput, display: TerminalDisplay) -> None:
+def converse(
+    session: sessions.Session, agent: Agent, consultant: ConsultantInput, display: TerminalDisplay
+) -> None:
     """The chat: the model works until it hands back, then the consultant speaks."""
     try:
         if session.pending_calls():
@@ -117,9 +123,13 @@ def converse(session: sessions.Session, agent: Agent, consultant: ConsultantInpu
             session.set_status(sessions.WAITING_CONSULTANT)
             text = consultant.next_message()
             if text is None:
-                display.notice(f"Session saved. Continue it any time with `bmc resume {session.id}`.")
+                display.notice(
+                    f"Session saved. Continue it any time with `bmc resume {session.id}`."
+                )
                 return
-            agent._append(session.messages, {"role": "user", "content": [{"type": "text", "text": text}]})
+            agent._append(
+                session.messages, {"role": "user", "content": [{"type": "text", "text": text}]}
+            )
     except PausedForAgreement:
         session.set_status(sessions.WAITING_AGREEMENT)
         display.notice(
@@ -130,7 +140,9 @@ def converse(session: sessions.Session, agent: Agent, consultant: ConsultantInpu
         raise
     except ModelError as err:
         session.set_status(sessions.FAILED, str(err))
-        raise ModelError(f"{err} The session is saved: `bmc resume {session.id}` continues it.") from err
+        raise ModelError(
+            f"{err} The session is saved: `bmc resume {session.id}` continues it."
+        ) from err
     except KeyboardInterrupt:
         session.set_status(sessions.WAITING_CONSULTANT, "interrupted")
         display.notice(f"Interrupted. Session saved: `bmc resume {session.id}`.")
@@ -156,7 +168,9 @@ def _agent(
     toolbox.read_hashes.update(session.read_hashes)
     runner_tools: dict[str, RunnerTool] = {}
     if skill.gate:
-        handle = make_handler(project, skill, consultant, display.console, gate.check_stage, gate.summarise)
+        handle = make_handler(
+            project, skill, consultant, display.console, gate.check_stage, gate.summarise
+        )
         runner_tools["request_agreement"] = RunnerTool(DEFINITION, handle)
     agent = Agent(
         client=client,
@@ -180,7 +194,9 @@ def _writes_resources(skill: Skill) -> bool:
 def _drift(session: sessions.Session, skill: Skill) -> list[str]:
     found = []
     if session.header.get("skill_digest") != skill.digest():
-        found.append(f"the skill {skill.name} changed (the session keeps its original instructions).")
+        found.append(
+            f"the skill {skill.name} changed (the session keeps its original instructions)."
+        )
     toolbox = Toolbox(session.project, skill.folder)
     for path, digest in sorted(session.read_hashes.items()):
         now = toolbox.current_hash(path)

@@ -42,7 +42,9 @@ class TerminalDisplay:
             return
         self._stop_spinner()
         if self._live is None:
-            self._live = Live(console=self.console, refresh_per_second=10, vertical_overflow="visible")
+            self._live = Live(
+                console=self.console, refresh_per_second=10, vertical_overflow="visible"
+            )
             self._live.start()
         self._live.update(Markdown(self._buffer))
 

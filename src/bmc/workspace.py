@@ -79,13 +79,10 @@ def locate(workspace: Path, org: str, slug: str) -> Project:
         raise UserError(f"workspace {workspace} does not exist.")
     project = Project(workspace.resolve(), org, slug)
     if not project.org_dir.is_dir():
-        raise UserError(
-            f"no organisation {org!r} in {project.workspace}: create it with `bmc init {org} {slug}`."
-        )
+        where = project.workspace
+        raise UserError(f"no organisation {org!r} in {where}: create it with `bmc init {org} {slug}`.")
     if not project.project_dir.is_dir():
-        raise UserError(
-            f"no project {slug!r} for {org!r}: create it with `bmc init {org} {slug}`."
-        )
+        raise UserError(f"no project {slug!r} for {org!r}: create it with `bmc init {org} {slug}`.")
     return project
 
 
