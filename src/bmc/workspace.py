@@ -80,7 +80,8 @@ def locate(workspace: Path, org: str, slug: str) -> Project:
     project = Project(workspace.resolve(), org, slug)
     if not project.org_dir.is_dir():
         where = project.workspace
-        raise UserError(f"no organisation {org!r} in {where}: create it with `bmc init {org} {slug}`.")
+        hint = f"create it with `bmc init {org} {slug}`"
+        raise UserError(f"no organisation {org!r} in {where}: {hint}.")
     if not project.project_dir.is_dir():
         raise UserError(f"no project {slug!r} for {org!r}: create it with `bmc init {org} {slug}`.")
     return project
