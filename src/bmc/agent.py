@@ -24,19 +24,24 @@ import httpx2
 
 from .crashpoints import crash_point
 from .errors import ModelError, StoppedForPerson, UserError
-from .tools import Toolbox, ToolOutcome
+from .outcome import ToolOutcome
+from .tools import Toolbox
 from .usage import RunUsage, TurnUsage
 
 CACHE = {"type": "ephemeral"}
 FAIL_FAST = {400, 401, 403, 404, 413}
 MAX_TOKENS_CEILING = 32_000
-CLEARED = "[cleared to keep the conversation inside the model's window: read the file again if you need it]"
+CLEARED = (
+    "[cleared to keep the conversation inside the model's window: "
+    "read the file again if you need it]"
+)
 CUT_TOOL_CALL = (
     "Your last reply reached the output limit before its tool call was complete, so nothing "
     "was run. Continue; write long documents in parts (write the first sections, then add the "
     "rest with edit)."
 )
 CUT_TEXT = "Your last reply reached the output limit. Continue where you stopped."
+EMPTY_REPLY = "(no reply)"
 
 
 class Recorder(Protocol):
@@ -73,7 +78,9 @@ class Limits:
     max_cost: float | None = None
     max_tokens: int = 8192
     retry_budget: int = 4
+    # Past this estimate, old tool results are cleared down to half of it (in one step).
     context_budget_tokens: int = 150_000
+    # Kept whole in a clearing, unless clearing everything older is not enough.
     keep_recent_messages: int = 6
 
 
@@ -87,6 +94,7 @@ class Agent:
     display: Display
     usage: RunUsage
     runner_tools: dict[str, RunnerTool] = field(default_factory=dict)
+    server_tools: list[dict[str, Any]] = field(default_factory=list)  # e.g. web search (--web)
     limits: Limits = field(default_factory=Limits)
     turns_this_run: int = 0
 
@@ -107,7 +115,13 @@ class Agent:
                 max_tokens = min(max_tokens * 2, MAX_TOKENS_CEILING)
                 self._continue_after_cut(messages, content)
                 continue
-            self._append(messages, {"role": "assistant", "content": content or [_text("")]})
+            if stop == "pause_turn":
+                content = _sendable_as_last(content)
+            # The API refuses an empty text block, and an end_turn reply with no content
+            # does happen: keep a placeholder so the conversation stays sendable.
+            self._append(
+                messages, {"role": "assistant", "content": content or [_text(EMPTY_REPLY)]}
+            )
             if stop == "pause_turn":
                 continue  # a server tool paused a long turn: send it back as it is
             if stop == "tool_use":
@@ -123,7 +137,11 @@ class Agent:
         """
         at = len(messages) - 1 if messages[-1]["role"] == "assistant" else len(messages) - 2
         calls = [b for b in messages[at]["content"] if b.get("type") == "tool_use"]
-        answered = {b["tool_use_id"] for b in messages[at + 1]["content"]} if at + 1 < len(messages) else set()
+        answered = (
+            {b["tool_use_id"] for b in messages[at + 1]["content"]}
+            if at + 1 < len(messages)
+            else set()
+        )
         for call in calls:
             if call["id"] in answered:
                 continue
@@ -146,7 +164,8 @@ class Agent:
     def tool_definitions(self) -> list[dict[str, Any]]:
         # No breakpoint here: tools come first in the cache prefix, so the system block's
         # breakpoint already covers tools + system.
-        return [*self.toolbox.definitions(), *(t.definition for t in self.runner_tools.values())]
+        runner = [t.definition for t in self.runner_tools.values()]
+        return [*self.toolbox.definitions(), *runner, *self.server_tools]
 
     def _request(self, messages: list[dict[str, Any]], max_tokens: int) -> dict[str, Any]:
         return {
@@ -198,8 +217,8 @@ class Agent:
 
     def _continue_after_cut(self, messages: list[dict[str, Any]], content: list[dict]) -> None:
         # A tool call cut off by max_tokens may have half its input: never run it.
+        was_tool = not content or any(b.get("type") == "tool_use" for b in content)
         kept = [b for b in content if b.get("type") != "tool_use"] or [_text("(cut off)")]
-        was_tool = len(kept) != len(content) or not content
         self._append(messages, {"role": "assistant", "content": kept})
         note = CUT_TOOL_CALL if was_tool else CUT_TEXT
         self._append(messages, {"role": "user", "content": [_text(note)]})
@@ -218,14 +237,18 @@ class Agent:
             )
 
     def _keep_inside_window(self, messages: list[dict[str, Any]]) -> None:
-        """Past the budget, clear the oldest tool results in one step, so the cache breaks
-        once rather than on every turn."""
-        if estimate_tokens(self.system, messages) <= self.limits.context_budget_tokens:
+        """Past the budget, clear the oldest tool results in one step, down to half the
+        budget: the conversation then has room to grow before the next clearing, so the
+        cache breaks once per clearing rather than on every turn."""
+        budget = self.limits.context_budget_tokens
+        if estimate_tokens(self.system, messages) <= budget:
             return
-        upto = max(0, len(messages) - self.limits.keep_recent_messages)
+        upto = clearing_point(self.system, messages, budget // 2, self.limits.keep_recent_messages)
         if clear_tool_results(messages, upto):
             self.recorder.cleared(upto)
-            self.display.notice("Older tool results were cleared to stay inside the model's window.")
+            self.display.notice(
+                "Older tool results were cleared to stay inside the model's window."
+            )
 
     def _append(self, messages: list[dict[str, Any]], message: dict[str, Any]) -> None:
         self.recorder.message(message)
@@ -252,6 +275,31 @@ def with_cache_breakpoints(messages: list[dict[str, Any]]) -> list[dict[str, Any
         last = {**content[-1], "cache_control": CACHE}
         marked[index] = {**message, "content": [*content[:-1], last]}
     return marked
+
+
+def clearing_point(
+    system: str, messages: list[dict[str, Any]], target: int, keep_recent: int
+) -> int:
+    """How many of the oldest messages to clear: every one but the `keep_recent` newest, and
+    more if that does not bring the estimate down to `target` (a few big reads can fill the
+    budget on their own), but never the newest message: the model has not seen it yet."""
+    upto = max(0, len(messages) - keep_recent)
+    saved = [_size(m) - _size(_cleared(m)) for m in messages]
+    left = estimate_tokens(system, messages) - sum(saved[:upto])
+    while left > target and upto < len(messages) - 1:
+        left -= saved[upto]
+        upto += 1
+    return upto
+
+
+def _size(message: dict[str, Any]) -> int:
+    return len(json.dumps(message, ensure_ascii=False)) // 4
+
+
+def _cleared(message: dict[str, Any]) -> dict[str, Any]:
+    copy = json.loads(json.dumps(message))
+    clear_tool_results([copy], 1)
+    return copy
 
 
 def clear_tool_results(messages: list[dict[str, Any]], upto: int) -> bool:
@@ -281,8 +329,21 @@ def _merge_results(messages: list[dict[str, Any]], results: list[dict[str, Any]]
         messages.append({"role": "user", "content": results})
 
 
+def _sendable_as_last(content: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A paused reply is sent back as the last message, and the API refuses a final
+    assistant text that ends in whitespace."""
+    if content and content[-1].get("type") == "text":
+        text = content[-1]["text"].rstrip()
+        content = [*content[:-1], _text(text)] if text else content[:-1]
+    return content
+
+
 def _tool_result(tool_use_id: str, outcome: ToolOutcome) -> dict[str, Any]:
-    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_use_id, "content": outcome.text}
+    block: dict[str, Any] = {
+        "type": "tool_result",
+        "tool_use_id": tool_use_id,
+        "content": outcome.text,
+    }
     if outcome.is_error:
         block["is_error"] = True
     return block

@@ -34,21 +34,37 @@ class Where:
         return locate(self.workspace, self.org, self.project)
 
 
+def _workspace(workspace: str | None) -> Path:
+    """--workspace, else $BMC_WORKSPACE, else the workspace holding the project folder you
+    are in, else the current folder."""
+    chosen = workspace or os.environ.get("BMC_WORKSPACE")
+    if chosen:
+        return Path(chosen).expanduser()
+    inferred = infer_from_cwd(Path.cwd())
+    return inferred[0] if inferred else Path.cwd()
+
+
 def _where(workspace: str | None, org: str | None, project: str | None) -> Where:
-    cwd = Path.cwd()
-    inferred = infer_from_cwd(cwd)
-    base = Path(workspace or os.environ.get("BMC_WORKSPACE") or (inferred[0] if inferred else cwd))
-    if inferred and not workspace and not os.environ.get("BMC_WORKSPACE"):
-        org = org or inferred[1]
+    base = _workspace(workspace)
+    inferred = infer_from_cwd(Path.cwd())
+    # The folder you are in names the project only when it lies in the workspace in use
+    # (so $BMC_WORKSPACE does not switch inference off), and only for its own
+    # organisation: `--org other` inside tidewater's project must not borrow its slug.
+    if inferred and base.resolve() == inferred[0] and org in (None, inferred[1]):
+        org = inferred[1]
         project = project or inferred[2]
-    return Where(base.expanduser(), org, project)
+    return Where(base, org, project)
 
 
 def project_options(fn: Any) -> Any:
-    fn = click.option("--project", "project", help="Project slug (default: the project folder you are in).")(fn)
+    fn = click.option(
+        "--project", "project", help="Project slug (default: the project folder you are in)."
+    )(fn)
     fn = click.option("--org", help="Organisation slug (default: from the folder you are in).")(fn)
     fn = click.option(
-        "--workspace", type=click.Path(file_okay=False), help="Workspace folder (default: $BMC_WORKSPACE or the current folder)."
+        "--workspace",
+        type=click.Path(file_okay=False),
+        help="Workspace folder (default: $BMC_WORKSPACE or the current folder).",
     )(fn)
     return fn
 
@@ -63,18 +79,29 @@ def cli() -> None:
 @cli.command()
 @click.argument("org")
 @click.argument("project")
-@click.option("--name", help="The organisation's display name, e.g. \"Tidewater Ferries Ltd\".")
-@click.option("--workspace", type=click.Path(file_okay=False), help="Workspace folder (default: $BMC_WORKSPACE or the current folder).")
+@click.option("--name", help='The organisation\'s display name, e.g. "Tidewater Ferries Ltd".')
+@click.option(
+    "--workspace",
+    type=click.Path(file_okay=False),
+    help="Workspace folder (default: $BMC_WORKSPACE or the current folder).",
+)
 def init(org: str, project: str, name: str | None, workspace: str | None) -> None:
     """Create clients/ORG/projects/PROJECT with org.md and a .gitignore for runner state."""
-    base = Path(workspace or os.environ.get("BMC_WORKSPACE") or Path.cwd()).expanduser()
-    created = init_project(base, org, project, name)
+    # Run inside an existing project, the new one goes beside it, not nested inside it.
+    created = init_project(_workspace(workspace), org, project, name)
     click.echo(f"Project ready: {created.project_dir}")
-    click.echo(f"Put the client's research in {created.resources_dir} (or raw files in {created.inbox_dir}).")
+    click.echo(
+        f"Put the client's research in {created.resources_dir} "
+        f"(or raw files in {created.inbox_dir})."
+    )
 
 
 @cli.command()
-@click.option("--skills-dir", type=click.Path(file_okay=False, exists=True), help="A folder of extra or overriding skills.")
+@click.option(
+    "--skills-dir",
+    type=click.Path(file_okay=False, exists=True),
+    help="A folder of extra or overriding skills.",
+)
 def skills(skills_dir: str | None) -> None:
     """List the skills this installation can run, in chain order."""
     from .skills import scan_skills
@@ -82,12 +109,16 @@ def skills(skills_dir: str | None) -> None:
     scan = scan_skills(Path(skills_dir) if skills_dir else None)
     for skill in scan.skills:
         needs = f"  (needs: {' '.join(skill.requires)})" if skill.requires else ""
-        click.echo(f"{skill.stage or '-':>2}  {skill.name:<16} {skill.description.split('. ')[0]}{needs}")
+        click.echo(
+            f"{skill.stage or '-':>2}  {skill.name:<16} {skill.description.split('. ')[0]}{needs}"
+        )
     for problem in scan.problems:
         click.echo(f"not loaded: {problem}", err=True)
 
 
-def _run_options(model: str | None, skills_dir: str | None, max_turns: int | None, max_cost: float | None) -> Any:
+def _run_options(
+    model: str | None, skills_dir: str | None, max_turns: int | None, max_cost: float | None
+) -> Any:
     from .agent import Limits
     from .runner import RunOptions
 
@@ -99,38 +130,119 @@ def _run_options(model: str | None, skills_dir: str | None, max_turns: int | Non
 
 
 def model_options(fn: Any) -> Any:
-    fn = click.option("--max-cost", type=float, help="Stop (resumable) once the run has cost this many dollars.")(fn)
-    fn = click.option("--max-turns", type=int, help="Stop (resumable) after this many model turns.")(fn)
-    fn = click.option("--skills-dir", type=click.Path(file_okay=False, exists=True), help="A folder of extra or overriding skills.")(fn)
-    fn = click.option("--model", help="Claude model id (default: $BMC_MODEL or claude-sonnet-5-5).")(fn)
+    fn = click.option(
+        "--max-cost", type=float, help="Stop (resumable) once the run has cost this many dollars."
+    )(fn)
+    fn = click.option(
+        "--max-turns", type=int, help="Stop (resumable) after this many model turns."
+    )(fn)
+    fn = click.option(
+        "--skills-dir",
+        type=click.Path(file_okay=False, exists=True),
+        help="A folder of extra or overriding skills.",
+    )(fn)
+    fn = click.option(
+        "--model", help="Claude model id (default: $BMC_MODEL or claude-sonnet-5-5)."
+    )(fn)
     return fn
 
 
 @cli.command()
 @click.argument("skill")
 @click.option("--message", "-m", help="Your opening words to the assistant.")
+@click.option("--web", is_flag=True, help="Offer the model the endpoint's server-side web search.")
+@click.option(
+    "--record",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also save the session as a scenario the scripted model can replay (a regression test).",
+)
 @project_options
 @model_options
-def run(skill: str, message: str | None, workspace: str | None, org: str | None, project: str | None,
-        model: str | None, skills_dir: str | None, max_turns: int | None, max_cost: float | None) -> None:
+def run(
+    skill: str,
+    message: str | None,
+    web: bool,
+    record: str | None,
+    workspace: str | None,
+    org: str | None,
+    project: str | None,
+    model: str | None,
+    skills_dir: str | None,
+    max_turns: int | None,
+    max_cost: float | None,
+) -> None:
     """Start a conversation running SKILL on the project."""
     where = _where(workspace, org, project).project_or_fail()
-    _converse(lambda runner, options, display, consultant, lock: runner.start(
-        where, skill, options, display, consultant, opening=message
-    ), where, _run_options(model, skills_dir, max_turns, max_cost), label=skill)
+    _preflight_run(where, skill, Path(skills_dir) if skills_dir else None)
+    options = _run_options(model, skills_dir, max_turns, max_cost)
+    options.client = _client()
+    options.web = web
+
+    def start(runner: Any, options: Any, display: Any, consultant: Any) -> None:
+        session = runner.start(where, skill, options, display, consultant, opening=message)
+        if record:
+            from .record import write_scenario
+
+            write_scenario(session, Path(record))
+            display.notice(f"Scenario saved to {record}.")
+
+    _converse(start, where, options, label=skill)
 
 
 @cli.command()
 @click.argument("session_id", required=False)
 @project_options
 @model_options
-def resume(session_id: str | None, workspace: str | None, org: str | None, project: str | None,
-           model: str | None, skills_dir: str | None, max_turns: int | None, max_cost: float | None) -> None:
+def resume(
+    session_id: str | None,
+    workspace: str | None,
+    org: str | None,
+    project: str | None,
+    model: str | None,
+    skills_dir: str | None,
+    max_turns: int | None,
+    max_cost: float | None,
+) -> None:
     """Continue the latest session (or SESSION_ID) where it stopped."""
     where = _where(workspace, org, project).project_or_fail()
-    _converse(lambda runner, options, display, consultant, lock: runner.resume(
-        where, session_id, options, display, consultant
-    ), where, _run_options(model, skills_dir, max_turns, max_cost), label=session_id or "resume")
+    _preflight_resume(where, session_id)
+    options = _run_options(model, skills_dir, max_turns, max_cost)
+    options.client = _client()
+    _converse(
+        lambda runner, options, display, consultant: runner.resume(
+            where, session_id, options, display, consultant
+        ),
+        where,
+        options,
+        label=session_id or "resume",
+    )
+
+
+# The checks below are read-only and run again inside the runner; doing them first, before
+# the project's lock is taken, means a run refused for an unknown or broken skill, a missing
+# prerequisite, a missing key or an unusable session writes nothing at all, not even the
+# lock file and its holder note in .bmc/. The skill and session checks come before the SDK
+# is imported (`runner` imports it), so those mistakes are reported at once.
+
+
+def _preflight_run(project: Project, skill_name: str, skills_dir: Path | None) -> None:
+    from .skills import check_requires, load_skill
+
+    check_requires(load_skill(skill_name, skills_dir), project)
+
+
+def _preflight_resume(project: Project, session_id: str | None) -> None:
+    from .journal import read_journal
+    from .session import session_path
+
+    read_journal(session_path(project, session_id))  # raises on a damaged journal
+
+
+def _client() -> Any:
+    """The SDK client, or one sentence when ANTHROPIC_API_KEY is missing."""
+    from .runner import make_client
+
+    return make_client()
 
 
 def _converse(action: Any, project: Project, options: Any, label: str) -> None:
@@ -143,12 +255,7 @@ def _converse(action: Any, project: Project, options: Any, label: str) -> None:
     lock = ProjectLock(project)
     with lock.hold(label):
         _repair(project, display)
-        session = None
-        try:
-            session = action(runner, options, display, consultant, lock)
-        finally:
-            if session is not None:
-                display.console.print(f"[dim]{session.usage.summary()}[/dim]")
+        action(runner, options, display, consultant)
 
 
 def _repair(project: Project, display: Any) -> None:
@@ -159,30 +266,51 @@ def _repair(project: Project, display: Any) -> None:
         display.notice(f"Repaired: {note}.")
 
 
+def _print_table(headers: list[str], rows: list[list[Any]]) -> None:
+    """A table on stdout for the model-free commands. Not `ui.print_table`: importing `ui`
+    pulls in the file tools and, through them, the SDK, which these commands must not load
+    (SPEC section 8: they answer at once)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*headers)
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    Console(highlight=False).print(table)
+
+
 @cli.command()
 @project_options
 def sessions(workspace: str | None, org: str | None, project: str | None) -> None:
     """List the project's sessions with their status, turns and cost."""
     from .session import list_sessions
-    from .ui import TerminalDisplay, print_table
 
     where = _where(workspace, org, project).project_or_fail()
-    rows = [[s.id, s.skill, s.status, s.turns, f"${s.cost:.4f}", s.updated] for s in list_sessions(where)]
+    rows = [
+        [s.id, s.skill, s.status, s.turns, f"${s.cost:.4f}", s.updated]
+        for s in list_sessions(where)
+    ]
     if not rows:
         click.echo("No sessions yet: start one with `bmc run <skill>`.")
         return
-    print_table(TerminalDisplay().console, ["session", "skill", "status", "turns", "cost", "updated"], rows)
+    _print_table(["session", "skill", "status", "turns", "cost", "updated"], rows)
 
 
 @cli.command()
 @click.argument("files", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON for scripts.")
 @project_options
-def validate(files: tuple[str, ...], as_json: bool, workspace: str | None, org: str | None, project: str | None) -> None:
-    """Check the project's documents (or FILES) with no model: exit 0 when all that exist are valid."""
+def validate(
+    files: tuple[str, ...],
+    as_json: bool,
+    workspace: str | None,
+    org: str | None,
+    project: str | None,
+) -> None:
+    """Check the project's documents (or FILES) with no model: exit 0 when all that exist
+    are valid."""
     import json
 
-    from .ui import TerminalDisplay, print_table
     from .validate import validate_project
 
     where = _where(workspace, org, project).project_or_fail()
@@ -190,8 +318,11 @@ def validate(files: tuple[str, ...], as_json: bool, workspace: str | None, org: 
     if as_json:
         click.echo(json.dumps([r.__dict__ for r in reports], indent=2, ensure_ascii=False))
     else:
-        rows = [[r.path, r.status, "\n".join([*r.problems, *(f"warning: {w}" for w in r.warnings)])] for r in reports]
-        print_table(TerminalDisplay().console, ["document", "status", "problems"], rows)
+        rows = [
+            [r.path, r.status, "\n".join([*r.problems, *(f"warning: {w}" for w in r.warnings)])]
+            for r in reports
+        ]
+        _print_table(["document", "status", "problems"], rows)
     if any(r.status == "invalid" for r in reports):
         sys.exit(1)
 
@@ -204,7 +335,6 @@ def status(as_json: bool, workspace: str | None, org: str | None, project: str |
     import json
 
     from .status import project_status
-    from .ui import TerminalDisplay, print_table
 
     where = _where(workspace, org, project).project_or_fail()
     report = project_status(where)
@@ -212,7 +342,7 @@ def status(as_json: bool, workspace: str | None, org: str | None, project: str |
         click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
         return
     rows = [[s.key, s.document, s.state, s.detail] for s in report.stages]
-    print_table(TerminalDisplay().console, ["stage", "document", "state", "detail"], rows)
+    _print_table(["stage", "document", "state", "detail"], rows)
     click.echo(f"Next: {report.next_step}")
 
 
@@ -221,7 +351,14 @@ def status(as_json: bool, workspace: str | None, org: str | None, project: str |
 @click.option("--as", "agreed_as", help="Who agrees (default: $BMC_CONSULTANT or git's user.name).")
 @click.option("--scope", default="", help="Scope notes for the decisions log.")
 @project_options
-def agree(stage: str, agreed_as: str | None, scope: str, workspace: str | None, org: str | None, project: str | None) -> None:
+def agree(
+    stage: str,
+    agreed_as: str | None,
+    scope: str,
+    workspace: str | None,
+    org: str | None,
+    project: str | None,
+) -> None:
     """Agree STAGE (brief, segments, canvas) outside a chat: shows it, asks for an explicit yes."""
     from . import gate
     from .agreement import show_proposal
@@ -239,22 +376,62 @@ def agree(stage: str, agreed_as: str | None, scope: str, workspace: str | None, 
             raise UserError(f"{chosen.document} is not ready to agree: {listing}")
         show_proposal(display.console, proposal, scope)
         answer = Consultant(display.console).answer(
-            "Does the client agree? Type yes (optionally `yes, <client contact>`), or anything else to stop: "
+            "Does the client agree? Type yes (optionally `yes, <client contact>`), "
+            "or anything else to stop: "
         )
         if answer is None or not gate.is_yes(answer.split(",")[0]):
             click.echo("Nothing was agreed.")
             return
         contact = answer.split(",", 1)[1].strip() if "," in answer else ""
-        who = f"{gate.consultant_name(agreed_as)} (consultant)" + (f"; {contact} (client)" if contact else "")
+        who = f"{gate.consultant_name(agreed_as)} (consultant)" + (
+            f"; {contact} (client)" if contact else ""
+        )
         gate.agree(where, proposal, scope=scope, agreed_by=who)
         click.echo(f"Agreed: {chosen.gate} written and recorded in decisions.md.")
         for downstream in gate.downstream_of(chosen):
             if (where.project_dir / downstream.gate).exists():
-                click.echo(f"{downstream.gate} is now stale: agree the {downstream.key} stage again.")
+                click.echo(
+                    f"{downstream.gate} is now stale: agree the {downstream.key} stage again."
+                )
+
+
+@cli.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@project_options
+def import_(
+    files: tuple[Path, ...], workspace: str | None, org: str | None, project: str | None
+) -> None:
+    """Turn the client's PDF, DOCX, PPTX, XLSX or HTML files into research sub-reports."""
+    where = _where(workspace, org, project).project_or_fail()
+    try:
+        import markitdown  # noqa: F401  (the optional extra; fail here with a clear sentence)
+
+        from .importer import import_files
+    except ImportError:
+        raise UserError(
+            "bmc import needs the optional converters: pip install 'bmc[import]'."
+        ) from None
+    for result in import_files(where, list(files)):
+        click.echo(result.summary())
 
 
 @cli.command()
-@click.option("--workspace", type=click.Path(file_okay=False), help="Keep the demo's workspace here (a new or empty folder).")
+@project_options
+def render(workspace: str | None, org: str | None, project: str | None) -> None:
+    """Write canvas/canvas.html and segments/segments.html for the client."""
+    from .render import render_project
+
+    where = _where(workspace, org, project).project_or_fail()
+    for path in render_project(where):
+        click.echo(f"Wrote {path}")
+
+
+@cli.command()
+@click.option(
+    "--workspace",
+    type=click.Path(file_okay=False),
+    help="Keep the demo's workspace here (a new or empty folder).",
+)
 @click.option("--yes", is_flag=True, help="Answer yes at every agreement prompt (unattended run).")
 def demo(workspace: str | None, yes: bool) -> None:
     """Play a scripted engagement on a sample client, offline, with no API key."""

@@ -26,6 +26,9 @@ from .usage import DEFAULT_MODEL, RunUsage
 from .validate import make_validator
 from .workspace import Project
 
+# The Messages API's server-side web search; the endpoint runs it, results arrive in the reply.
+WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
+
 
 class ConsultantInput(Protocol):
     def next_message(self) -> str | None: ...
@@ -37,6 +40,7 @@ class RunOptions:
     model: str | None = None
     skills_dir: Path | None = None
     limits: Limits = field(default_factory=Limits)
+    web: bool = False  # offer the endpoint's server-side web search tool (bmc-research --web)
     client: anthropic.Anthropic | None = None  # the demo passes one pointed at its scripted model
 
 
@@ -75,7 +79,11 @@ def start(
         skill=skill.name,
         model=model_name(options),
         system=system,
-        extra={"skill_digest": skill.digest(), "skills_dir": str(options.skills_dir or "")},
+        extra={
+            "skill_digest": skill.digest(),
+            "skills_dir": str(options.skills_dir or ""),
+            "web": options.web,
+        },
     )
     agent = _agent(client, session, skill, options, display, consultant)
     text = f"Start the {skill.name} skill for this project now."
@@ -143,11 +151,16 @@ def converse(
         raise ModelError(
             f"{err} The session is saved: `bmc resume {session.id}` continues it."
         ) from err
+    except UserError as err:  # e.g. the API key was refused mid-session
+        session.set_status(sessions.FAILED, str(err))
+        raise UserError(f"{err} The session is saved: `bmc resume {session.id}`.") from err
     except KeyboardInterrupt:
         session.set_status(sessions.WAITING_CONSULTANT, "interrupted")
         display.notice(f"Interrupted. Session saved: `bmc resume {session.id}`.")
     finally:
         display.reply_finished()
+        # Every run ends with what it used, including one stopped by an error or a budget.
+        display.console.print(f"[dim]{session.usage.summary()}[/dim]")
 
 
 def _agent(
@@ -181,6 +194,8 @@ def _agent(
         display=display,
         usage=RunUsage(model=session.model),
         runner_tools=runner_tools,
+        # Fixed for the session (kept in its header): the tool list is part of the cache prefix.
+        server_tools=[WEB_SEARCH] if session.header.get("web") else [],
         limits=options.limits,
     )
     session.usage = agent.usage

@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .confine import Confinement, Refused, Target, fs_reason
+from .outcome import ToolOutcome
 from .workspace import Project, atomic_write
 
 Validator = Callable[[str, str], tuple[list[str], list[str]]]
@@ -42,14 +43,6 @@ GREP_SEARCHED_BYTES = 64 * 1024  # only this much of a line is searched (backtra
 GREP_SECONDS = 10.0
 LIVELOCK_REFUSALS = 3
 IMPORT_HINT = "convert it with `bmc import` and read the markdown it produces"
-
-
-@dataclass(frozen=True)
-class ToolOutcome:
-    """What goes back to the model as a `tool_result`."""
-
-    text: str
-    is_error: bool = False
 
 
 # -- input schemas: one pydantic model per tool is the source of truth ---------------------

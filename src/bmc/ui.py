@@ -17,7 +17,7 @@ from rich.markdown import Markdown
 from rich.markup import escape
 from rich.status import Status
 
-from .tools import ToolOutcome
+from .outcome import ToolOutcome
 
 
 class TerminalDisplay:

@@ -9,7 +9,12 @@ check for it. A check parses the document (`bmc.schemas`), then looks beyond the
   proposition shared with another segment, and a segments document that has not caught up
   with the draft yet, are warnings;
 - the segments document: it lists exactly the drafts' segments, with the same value
-  proposition names.
+  proposition names;
+- the canvas: shape and attributes (`bmc.schemas.canvas`), every quote grounded as for
+  drafts, and built on the agreed segments (`segments/segments.agreed.md`): exactly those
+  segments, every agreed value proposition under its segment, a channel, relationship and
+  revenue stream for each, and no other segment named anywhere. A value proposition the
+  client has not agreed is a warning.
 
 `make_validator` answers the file tools before a write (nothing is written when there are
 problems); `validate_project` answers `bmc validate` and `bmc status`, caching every result
@@ -38,10 +43,25 @@ from rapidfuzz import fuzz, process
 
 from . import grounding
 from .schemas import FILE, MAX_DOCUMENT_BYTES, excerpt, schema_digest
+from .schemas.canvas import (
+    ALL_SEGMENTS,
+    CHANNELS,
+    COSTS,
+    KEY_ACTIVITIES,
+    KEY_PARTNERSHIPS,
+    KEY_RESOURCES,
+    RELATIONSHIPS,
+    REVENUE_STREAMS,
+    SEGMENTS,
+    VALUE_PROPOSITIONS,
+    CanvasParts,
+    read_canvas,
+)
 from .schemas.segments import (
     DocumentParts,
     DraftParts,
     Entry,
+    Evidence,
     ValueProposition,
     name_key,
     read_draft,
@@ -54,6 +74,8 @@ Status = Literal["valid", "invalid", "missing"]
 
 DRAFTS = "segments/drafts/*.md"
 SEGMENTS_DOCUMENT = "segments/segments.md"
+AGREED_SEGMENTS = "segments/segments.agreed.md"
+CANVAS = "canvas/canvas.md"
 CACHE_FILE = "validation.json"
 
 # Two drafts are one segment when "Who they are" and "Channels" are both at least this
@@ -244,19 +266,26 @@ def _file_name_problems(path: str, title: str) -> list[str]:
 def _evidence_problems(reader: Reader, parts: DraftParts) -> list[str]:
     problems = []
     for item in parts.evidence:
-        try:
-            inside = _inside_resources(item.file)
-            text = reader.resource(inside)
-        except grounding.UnreadableResource as err:
-            problems.append(f"Evidence: `{item.file}` {err}")
-            continue
-        except OSError:
-            problems.append(f"Evidence: `{item.file}` does not exist{_suggest(reader, inside)}")
-            continue
-        found = grounding.find_quote(item.quote, text)
-        if isinstance(found, grounding.ClosestPassage):
-            problems.append(_quote_problem(item.quote, item.file, found))
+        problem = evidence_problem(reader, item)
+        if problem:
+            problems.append(f"Evidence: {problem}")
     return problems
+
+
+def evidence_problem(reader: Reader, item: Evidence) -> str | None:
+    """What is wrong with one evidence citation (file and quote), without a section name;
+    None when the quote is in the file. Shared by every governed document that cites."""
+    try:
+        inside = _inside_resources(item.file)
+        text = reader.resource(inside)
+    except grounding.UnreadableResource as err:
+        return f"`{item.file}` {err}"
+    except OSError:
+        return f"`{item.file}` does not exist{_suggest(reader, inside)}"
+    found = grounding.find_quote(item.quote, text)
+    if isinstance(found, grounding.ClosestPassage):
+        return _quote_problem(item.quote, item.file, found)
+    return None
 
 
 def _inside_resources(file: str) -> str:
@@ -292,10 +321,10 @@ def _suggest(reader: Reader, inside: str) -> str:
 
 def _quote_problem(quote: str, file: str, found: grounding.ClosestPassage) -> str:
     if not found.passage:
-        return f'Evidence: quote "{excerpt(quote, 80)}" is not in {file}, which has no text'
+        return f'quote "{excerpt(quote, 80)}" is not in {file}, which has no text'
     hint = " (quote one passage as it stands: do not shorten with ...)" if "..." in quote else ""
     return (
-        f'Evidence: quote "{excerpt(quote, 80)}" is not in {file}{hint}; closest passage '
+        f'quote "{excerpt(quote, 80)}" is not in {file}{hint}; closest passage '
         f'({found.score:.0f}% alike): "{found.passage}"'
     )
 
@@ -461,6 +490,155 @@ def _cross_check(entries: list[Entry], drafts: list[tuple[str, DraftParts]]) -> 
     return problems
 
 
+# --- the canvas -----------------------------------------------------------------------------
+
+
+def check_canvas(reader: Reader, path: str, data: str | bytes) -> Outcome:
+    """Everything wrong with the canvas: its shape and attributes, its evidence, and whether
+    it is built on exactly the agreed segments and value propositions."""
+    parts = _canvas_parts(data)
+    problems = [str(problem) for problem in parts.problems]
+    if any(problem.section == FILE for problem in parts.problems):
+        return Outcome(problems)
+    for item in parts.all_items():
+        for evidence in item.evidence:
+            problem = evidence_problem(reader, evidence)
+            if problem:
+                problems.append(f"{item.block.name}: {item.label()}: {problem}")
+    agreed = reader.project_file(AGREED_SEGMENTS)
+    if agreed is None:
+        problems.append(
+            f"{SEGMENTS.name}: {AGREED_SEGMENTS} does not exist: the segments must be agreed "
+            "(`bmc run bmc-segments`, or `bmc agree segments`) before the canvas can be "
+            "checked against them"
+        )
+        return Outcome(problems)
+    entries = _document_parts(agreed).entries
+    if not entries:
+        problems.append(
+            f"{SEGMENTS.name}: no segment can be read in {AGREED_SEGMENTS}; ask the consultant "
+            "to agree the segments again (`bmc agree segments`)"
+        )
+        return Outcome(problems)
+    more, warnings = _canvas_cross_check(parts, entries)
+    return Outcome(problems + more, warnings)
+
+
+def _canvas_parts(data: str | bytes) -> CanvasParts:
+    if len(data) > MAX_DOCUMENT_BYTES:
+        return read_canvas(data)
+    return _cached_canvas_parts(data)
+
+
+@lru_cache(maxsize=8)
+def _cached_canvas_parts(data: str | bytes) -> CanvasParts:
+    return read_canvas(data)
+
+
+def _canvas_cross_check(parts: CanvasParts, entries: list[Entry]) -> tuple[list[str], list[str]]:
+    """The canvas against the agreed segments: (problems, warnings)."""
+    agreed = {name_key(entry.name): entry for entry in entries}
+    names = ", ".join(f'"{entry.name}"' for entry in entries)
+    unknown = (
+        f"which is not an agreed segment (the agreed ones are {names}): use the agreed "
+        "names, or change the segments in bmc-segments and have them agreed again"
+    )
+    problems: list[str] = []
+    warnings: list[str] = []
+
+    # Customer Segments: exactly the agreed ones.
+    listed = {name_key(item.name): item for item in parts.items.get(SEGMENTS.spec.key, [])}
+    if SEGMENTS.spec.key in parts.present:
+        problems += [
+            f'{SEGMENTS.name}: the agreed segment "{entry.name}" is missing; add '
+            f"`- **{entry.name}** — <one line>` with its evidence"
+            for key, entry in agreed.items()
+            if key not in listed
+        ]
+        problems += [
+            f"{SEGMENTS.name}: {item.label()} is listed, {unknown}"
+            for key, item in listed.items()
+            if key not in agreed
+        ]
+
+    # Value propositions and channels: a subsection per agreed segment, none for others.
+    for block in (VALUE_PROPOSITIONS, CHANNELS):
+        if block.spec.key not in parts.present:
+            continue
+        subsections = {name_key(sub.name): sub for sub in parts.subsections.get(block.spec.key, [])}
+        for sub in subsections.values():
+            if name_key(sub.name) not in agreed:
+                problems.append(
+                    f"{block.name}: `### {sub.name}` (line {sub.line}) names a segment {unknown}"
+                )
+        for key, entry in agreed.items():
+            if key not in subsections:
+                what = (
+                    "its agreed value propositions "
+                    + ", ".join(f'"{vp.name}"' for vp in entry.value_propositions)
+                    if block is VALUE_PROPOSITIONS
+                    else "at least one channel and its phase"
+                )
+                problems.append(
+                    f'{block.name}: the agreed segment "{entry.name}" has no '
+                    f"`### {entry.name}` subsection; add it with {what}"
+                )
+
+    # Every agreed value proposition under its segment; others are the client's to agree.
+    items = parts.items.get(VALUE_PROPOSITIONS.spec.key, [])
+    for key, entry in agreed.items():
+        under = [item for item in items if item.segment and name_key(item.segment) == key]
+        if not under:
+            continue  # the missing subsection is reported above
+        present = {name_key(item.name) for item in under}
+        agreed_vps = {name_key(vp.name) for vp in entry.value_propositions}
+        problems += [
+            f'{VALUE_PROPOSITIONS.name}: the agreed value proposition "{vp.name}" of '
+            f'"{entry.name}" is missing; add `- **{vp.name}** — <description>` under '
+            f"`### {entry.name}`"
+            for vp in entry.value_propositions
+            if name_key(vp.name) not in present
+        ]
+        warnings += [
+            f"{VALUE_PROPOSITIONS.name}: {item.label()} is not among the value propositions "
+            f'agreed for "{entry.name}"; the client has not agreed it yet, so raise it with '
+            "the consultant"
+            for item in under
+            if name_key(item.name) not in agreed_vps
+        ]
+
+    # Every segment served by at least one relationship and one revenue stream.
+    for block, what in ((RELATIONSHIPS, "relationship"), (REVENUE_STREAMS, "revenue stream")):
+        if block.spec.key not in parts.present:
+            continue
+        served = {
+            name_key(name) for item in parts.items.get(block.spec.key, []) for name in item.serves
+        }
+        for key, entry in agreed.items():
+            if key not in served and ALL_SEGMENTS not in served:
+                problems.append(
+                    f'{block.name}: no {what} serves "{entry.name}"; add one with '
+                    f"`  - Serves: {entry.name}` (or extend an item's `Serves:` line)"
+                )
+
+    # Every segment named on a `Serves:` line is an agreed one.
+    for block in (
+        RELATIONSHIPS,
+        REVENUE_STREAMS,
+        KEY_RESOURCES,
+        KEY_ACTIVITIES,
+        KEY_PARTNERSHIPS,
+        COSTS,
+    ):
+        problems += [
+            f'{block.name}: {item.label()} serves "{name}", {unknown}'
+            for item in parts.items.get(block.spec.key, [])
+            for name in item.serves
+            if name != ALL_SEGMENTS and name_key(name) not in agreed
+        ]
+    return problems, warnings
+
+
 # --- which paths are governed, by what ------------------------------------------------------
 
 Check = Callable[[Reader, str, "str | bytes"], Outcome]
@@ -472,6 +650,10 @@ class Governed:
 
     pattern: str
     check: Check
+    # A fixed path is listed by `validate_project` even before it is written (as missing),
+    # once this file exists: the canvas is owed only when the segments are agreed, and
+    # listing it earlier would report a missing document nobody can write yet.
+    listed_after: str | None = None
 
     def matches(self, path: str) -> bool:
         # Case-folded and without trailing dots or spaces, so a case-insensitive file
@@ -483,10 +665,10 @@ class Governed:
         )
 
 
-# The canvas schema will be one more entry: Governed("canvas/canvas.md", check_canvas).
 GOVERNED: tuple[Governed, ...] = (
     Governed(DRAFTS, check_draft),
     Governed(SEGMENTS_DOCUMENT, check_segments_document),
+    Governed(CANVAS, check_canvas, listed_after=AGREED_SEGMENTS),
 )
 
 
@@ -539,14 +721,19 @@ def validate_project(project: Project, files: list[str] | None = None) -> list[D
 
 
 def _governed_documents(project: Project) -> list[str]:
-    """Every governed document: the fixed paths whether or not written, the patterns' files
-    as they exist."""
+    """Every governed document: the fixed paths whether or not written (once their stage is
+    open, see `Governed.listed_after`), the patterns' files as they exist."""
     paths = []
+    root = project.project_dir
     for governed in GOVERNED:
         if "*" in governed.pattern:
-            found = project.project_dir.glob(governed.pattern)
-            paths += sorted(p.relative_to(project.project_dir).as_posix() for p in found)
-        else:
+            found = root.glob(governed.pattern)
+            paths += sorted(p.relative_to(root).as_posix() for p in found)
+        elif (
+            governed.listed_after is None
+            or (root / governed.listed_after).is_file()
+            or (root / governed.pattern).is_file()
+        ):
             paths.append(governed.pattern)
     return paths
 

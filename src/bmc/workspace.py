@@ -7,6 +7,7 @@ leaves either the old bytes or the new ones, never a mix.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -105,8 +106,11 @@ def init_project(workspace: Path, org: str, slug: str, name: str | None) -> Proj
         folder.mkdir(parents=True, exist_ok=True)
     org_md = project.org_dir / "org.md"
     if not org_md.exists():
-        display = (name or org).replace('"', "'")
-        atomic_write(org_md, f'---\nname: "{display}"\n---\n\n# {display}\n')
+        display = name or org
+        # A JSON string is a valid YAML double-quoted scalar: quotes and backslashes survive.
+        atomic_write(
+            org_md, f"---\nname: {json.dumps(display, ensure_ascii=False)}\n---\n\n# {display}\n"
+        )
     gitignore = project.project_dir / ".gitignore"
     if not gitignore.exists():
         atomic_write(gitignore, GITIGNORE)
