@@ -723,7 +723,7 @@ def test_old_tool_results_are_cleared_once_when_the_context_passes_its_budget(
         limits=Limits(context_budget_tokens=1950),
     )
     messages = session.messages
-    agent._append(messages, {"role": "user", "content": [{"type": "text", "text": "Read all."}]})
+    agent.append(messages, {"role": "user", "content": [{"type": "text", "text": "Read all."}]})
     assert agent.run(messages) == "end_turn"
     model.assert_finished()
 

@@ -119,7 +119,7 @@ class Agent:
                 content = _sendable_as_last(content)
             # The API refuses an empty text block, and an end_turn reply with no content
             # does happen: keep a placeholder so the conversation stays sendable.
-            self._append(
+            self.append(
                 messages, {"role": "assistant", "content": content or [_text(EMPTY_REPLY)]}
             )
             if stop == "pause_turn":
@@ -219,9 +219,9 @@ class Agent:
         # A tool call cut off by max_tokens may have half its input: never run it.
         was_tool = not content or any(b.get("type") == "tool_use" for b in content)
         kept = [b for b in content if b.get("type") != "tool_use"] or [_text("(cut off)")]
-        self._append(messages, {"role": "assistant", "content": kept})
+        self.append(messages, {"role": "assistant", "content": kept})
         note = CUT_TOOL_CALL if was_tool else CUT_TEXT
-        self._append(messages, {"role": "user", "content": [_text(note)]})
+        self.append(messages, {"role": "user", "content": [_text(note)]})
 
     def _check_budgets(self) -> None:
         limits = self.limits
@@ -250,7 +250,7 @@ class Agent:
                 "Older tool results were cleared to stay inside the model's window."
             )
 
-    def _append(self, messages: list[dict[str, Any]], message: dict[str, Any]) -> None:
+    def append(self, messages: list[dict[str, Any]], message: dict[str, Any]) -> None:
         self.recorder.message(message)
         messages.append(message)
 
@@ -364,9 +364,11 @@ def _block(block: Any) -> dict[str, Any]:
 
 
 def _summarise(tool_input: dict[str, Any]) -> str:
+    """What the consultant sees of a tool call: its file, or its pattern and where."""
     for key in ("file_path", "document", "pattern"):
         if key in tool_input:
-            return str(tool_input[key])
+            where = tool_input.get("path") if key == "pattern" else None
+            return f"{tool_input[key]} in {where}" if where else str(tool_input[key])
     return ""
 
 

@@ -2,9 +2,13 @@
 
 `BMC_CRASH_AT=<point>:<n>` makes the process SIGKILL itself the n-th time it passes
 `<point>`, exactly as a power cut or `kill -9` would stop it there. Unset (always, outside
-tests) this costs one dictionary lookup. Points: `journal-append` (half a record written),
-`atomic-write` (temp file written, not yet renamed), `stream-text` (mid-reply), `gate-written`
-(gate on disk, decisions entry not yet), `tool-result` (a tool ran, its result not journaled).
+tests) this costs one dictionary lookup. Points: `journal-append` (half a record written:
+every `workspace.append_record`, so the `decisions.md` entry counts as well as journal
+records; give the `:<n>` explicitly for this one), `atomic-write` (temp file written, not yet
+renamed: every document, gate and runner-state file, the lock's holder note included),
+`stream-text` (after a text delta of a streamed reply), `gate-written` (gate on disk,
+decisions entry not yet), `tool-result` (a tool ran, its result not journaled).
+tests/test_kill.py lists where each falls in a short session.
 """
 
 from __future__ import annotations

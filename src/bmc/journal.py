@@ -89,13 +89,19 @@ class Journal:
 
     @classmethod
     def open_existing(cls, path: Path) -> tuple[Journal, JournalRead]:
-        """Open for appending after reading; a torn tail is cut off so new records follow whole ones."""
+        """Open for appending after reading (see `continue_after`)."""
         read = read_journal(path)
-        if read.notes and path.stat().st_size > read.good_bytes:
+        return cls.continue_after(path, read), read
+
+    @classmethod
+    def continue_after(cls, path: Path, read: JournalRead) -> Journal:
+        """Open for appending after `read`: a torn tail is cut off first, so new records
+        follow whole ones (appending after half a record would make it damage mid-file)."""
+        if path.stat().st_size > read.good_bytes:
             with open(path, "r+b") as handle:
                 handle.truncate(read.good_bytes)
                 os.fsync(handle.fileno())
-        return cls(path, next_seq=len(read.records)), read
+        return cls(path, next_seq=len(read.records))
 
     def append(self, kind: str, data: dict) -> None:
         seq = self.next_seq

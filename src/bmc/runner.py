@@ -71,6 +71,9 @@ def start(
     check_requires(skill, project)  # before any API call: a missing gate costs nothing
     client = options.client or make_client()
     writable = _writes_resources(skill)
+    text = f"Start the {skill.name} skill for this project now."
+    if opening:
+        text += f"\n\nThe consultant says: {opening}"
     system = render_system_prompt(
         skill, project, resources_writable=writable, has_agreement=bool(skill.gate)
     )
@@ -83,13 +86,14 @@ def start(
             "skill_digest": skill.digest(),
             "skills_dir": str(options.skills_dir or ""),
             "web": options.web,
+            # Kept in the header so a crash before the first message reaches the journal
+            # cannot lose the opening (converse sends it when the conversation is empty).
+            "opening": text,
+            "gate": skill.gate,
+            "next": skill.next,
         },
     )
     agent = _agent(client, session, skill, options, display, consultant)
-    text = f"Start the {skill.name} skill for this project now."
-    if opening:
-        text += f"\n\nThe consultant says: {opening}"
-    agent._append(session.messages, {"role": "user", "content": [{"type": "text", "text": text}]})
     converse(session, agent, consultant, display)
     return session
 
@@ -122,6 +126,9 @@ def converse(
 ) -> None:
     """The chat: the model works until it hands back, then the consultant speaks."""
     try:
+        if not session.messages:
+            opening = {"type": "text", "text": session.header["opening"]}
+            agent.append(session.messages, {"role": "user", "content": [opening]})
         if session.pending_calls():
             agent.run_tools(session.messages)
         while True:
@@ -131,11 +138,9 @@ def converse(
             session.set_status(sessions.WAITING_CONSULTANT)
             text = consultant.next_message()
             if text is None:
-                display.notice(
-                    f"Session saved. Continue it any time with `bmc resume {session.id}`."
-                )
+                display.notice(_farewell(session))
                 return
-            agent._append(
+            agent.append(
                 session.messages, {"role": "user", "content": [{"type": "text", "text": text}]}
             )
     except PausedForAgreement:
@@ -161,6 +166,17 @@ def converse(
         display.reply_finished()
         # Every run ends with what it used, including one stopped by an error or a budget.
         display.console.print(f"[dim]{session.usage.summary()}[/dim]")
+
+
+def _farewell(session: sessions.Session) -> str:
+    """The last line of a run: the stage is done, or how to pick the session up again."""
+    skill_gate = session.header.get("gate")
+    stage = next((s for s in gate.STAGES.values() if s.gate == skill_gate), None)
+    if stage and gate.gate_state(session.project, stage) == "agreed":
+        nxt = session.header.get("next")
+        then = f" Next: `bmc run {nxt}`." if nxt else ""
+        return f"Stage done: {stage.gate} is agreed.{then}"
+    return f"Session saved. Continue it any time with `bmc resume {session.id}`."
 
 
 def _agent(

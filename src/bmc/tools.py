@@ -287,7 +287,12 @@ class Toolbox:
     def _write(self, args: WriteInput) -> str:
         target = self.resolve(args.file_path, for_write=True)
         data = _encode(args.content)
-        self._current(target, must_exist=False)
+        if _holds(target, data):
+            # Writing the bytes already there can lose nothing, so it needs no read: this is
+            # the model's own write run again after a crash cut it off before its result.
+            self.read_hashes[target.display] = hashlib.sha256(data).hexdigest()
+        else:
+            self._current(target, must_exist=False)
         warnings = self._commit(target, args.content, data)
         return f"wrote {len(data)} bytes to {_shown(target)}{warnings}"
 
@@ -298,7 +303,13 @@ class Toolbox:
         text = _decode(target, self._current(target, must_exist=True) or b"")
         count = text.count(args.old_string)
         if count == 0:
-            raise Refused(f"old_string not found in {_shown(target)}")
+            hint = (
+                " (it already holds new_string: the edit may have been made before the session "
+                "stopped; read it to check)"
+                if args.new_string and args.new_string in text
+                else ""
+            )
+            raise Refused(f"old_string not found in {_shown(target)}{hint}")
         if count > 1 and not args.replace_all:
             raise Refused(
                 f"old_string appears {count} times in {_shown(target)} (must be unique): add "
@@ -384,8 +395,11 @@ class Toolbox:
     # -- glob -------------------------------------------------------------------------------
 
     def _glob(self, args: GlobInput) -> str:
-        matcher = _compile_glob(args.pattern)
-        base = self._search_base(args.path)
+        pattern, path = _scoped(args.pattern, args.path)
+        matcher = _compile_glob(pattern)
+        base = self._search_base(path)
+        if base.display and not base.path.exists():
+            return "no matches"
         if base.display and not base.path.is_dir():
             raise Refused(f"{_shown(base)} is not a folder: give a folder as path, or read it")
         prefix = f"{base.display}/" if base.display else ""
@@ -524,6 +538,17 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _holds(target: Target, data: bytes) -> bool:
+    try:
+        return (
+            _is_regular(target.path)
+            and target.path.stat().st_size == len(data)
+            and (target.path.read_bytes() == data)
+        )
+    except OSError:
+        return False
+
+
 def _is_regular(path: Path) -> bool:
     try:
         return S_ISREG(path.stat().st_mode)
@@ -610,6 +635,17 @@ def _compile_glob(pattern: str) -> re.Pattern[str]:
         return re.compile(regex, re.DOTALL)
     except re.error as e:
         raise Refused(f"invalid glob pattern: {e}") from None
+
+
+def _scoped(pattern: str, path: str | None) -> tuple[str, str | None]:
+    """`inbox/**` with no path means "under inbox/": the default scope (the project and
+    resources/) does not include the inbox or skill mounts, and a model reasonably spells
+    them as part of the pattern."""
+    if path is None:
+        for mount in ("inbox/", "skill/"):
+            if pattern.startswith(mount):
+                return pattern[len(mount) :] or "**", mount.rstrip("/")
+    return pattern, path
 
 
 def _glob_segment(part: str) -> str:
