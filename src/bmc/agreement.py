@@ -12,12 +12,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 
 from . import gate
 from .errors import BmcError
+from .outcome import ToolOutcome
 from .skills import Skill
-from .tools import ToolOutcome
 from .workspace import Project
 
 DEFINITION: dict[str, Any] = {
@@ -32,12 +33,20 @@ DEFINITION: dict[str, Any] = {
     "input_schema": {
         "type": "object",
         "properties": {
-            "document": {"type": "string", "description": "Project-relative path, e.g. segments/segments.md"},
-            "scope_notes": {"type": "string", "description": "Scope notes for the decisions log (optional)."},
+            "document": {
+                "type": "string",
+                "description": "Project-relative path, e.g. segments/segments.md",
+            },
+            "scope_notes": {
+                "type": "string",
+                "description": "Scope notes for the decisions log (optional).",
+            },
         },
         "required": ["document"],
     },
 }
+
+PROMPT = "Does the client agree? Type yes (optionally `yes, <client contact>`), or their feedback: "
 
 
 class Asker(Protocol):
@@ -58,7 +67,9 @@ def make_handler(
     agreed_by: Callable[[], str] = gate.consultant_name,
 ) -> Callable[[dict[str, Any]], ToolOutcome]:
     def handle(tool_input: dict[str, Any]) -> ToolOutcome:
-        document = posixpath.normpath(str(tool_input.get("document", "")).strip().lstrip("./"))
+        # normpath alone keeps a leading `../` (which names no stage and is refused); a
+        # character strip like lstrip("./") would have turned `../x` into `x`.
+        document = posixpath.normpath(str(tool_input.get("document", "")).strip() or ".")
         stage = gate.stage_for_document(document)
         if stage is None or stage.gate != skill.gate:
             expected = skill.gate.replace(".agreed.md", ".md") if skill.gate else "nothing"
@@ -69,12 +80,19 @@ def make_handler(
             return ToolOutcome(str(err), is_error=True)
         if proposal.problems:
             listing = "\n".join(f"- {p}" for p in proposal.problems)
-            return ToolOutcome(f"{document} is not ready to agree; fix these first:\n{listing}", is_error=True)
+            return ToolOutcome(
+                f"{document} is not ready to agree; fix these first:\n{listing}", is_error=True
+            )
+        nxt = f" Tell the consultant the next step is `bmc run {skill.next}`." if skill.next else ""
         if gate.gate_state(project, stage) == "agreed":
-            return ToolOutcome(f"agreed: {stage.gate} already holds exactly this document (agreed outside this chat).")
+            # Typically a session paused here while the consultant ran `bmc agree` outside.
+            return ToolOutcome(
+                f"agreed: {stage.gate} already holds exactly this document "
+                f"(agreed outside this chat).{nxt}"
+            )
         scope = str(tool_input.get("scope_notes") or "")
         show_proposal(console, proposal, scope)
-        answer = consultant.answer("Does the client agree? Type yes (optionally `yes, <client contact>`), or their feedback: ")
+        answer = consultant.answer(PROMPT)
         if answer is None:
             raise PausedForAgreement
         if not gate.is_yes(answer.split(",")[0]):
@@ -86,15 +104,17 @@ def make_handler(
         except BmcError as err:
             return ToolOutcome(str(err), is_error=True)
         console.print(f"[green]Agreed:[/green] {stage.gate} written and recorded in decisions.md.")
-        nxt = f" Tell the consultant the next step is `bmc run {skill.next}`." if skill.next else ""
         return ToolOutcome(f"agreed: {stage.gate} written and recorded in decisions.md.{nxt}")
 
     return handle
 
 
 def show_proposal(console: Console, proposal: gate.Proposal, scope: str) -> None:
-    lines = [f"[bold]{proposal.stage.document}[/bold]  ({proposal.digest})", ""]
-    lines += [f"• {item}" for item in proposal.details] or ["(no items found)"]
+    # Item names and scope come from the document and the model: escaped, so text like
+    # `[/bold]` cannot crash the panel and `[white on white]` cannot hide words from the
+    # person who is about to agree them.
+    lines = [f"[bold]{escape(proposal.stage.document)}[/bold]  ({proposal.digest})", ""]
+    lines += [f"• {escape(item)}" for item in proposal.details] or ["(no items found)"]
     if scope:
-        lines += ["", f"Scope: {scope}"]
+        lines += ["", f"Scope: {escape(scope)}"]
     console.print(Panel("\n".join(lines), title=f"Agree: {proposal.stage.what}", expand=False))

@@ -8,16 +8,20 @@ typed); at an agreement prompt a newcomer at a terminal answers for real.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import UserError
+from .gate import is_yes
 from .resources import data_dir
 
 DEMO_ORG = "tidewater"
@@ -42,19 +46,31 @@ class ScriptedConsultant:
         return line
 
     def answer(self, prompt: str) -> str | None:
-        if self.interactive:
+        if not self.interactive:
+            self.console.print(f"{prompt}yes")
+            return "yes"
+        # The script goes on only with the client's yes (the scripted model cannot rework the
+        # segments), so other answers are asked again rather than sent off script.
+        while True:
             try:
-                return self.console.input(prompt)
+                line = self.console.input(prompt).strip()
             except (EOFError, KeyboardInterrupt):
+                self.console.print()
                 return None
-        self.console.print(f"{prompt}yes")
-        return "yes"
+            if is_yes(line.split(",")[0]):
+                return line
+            self.console.print(
+                "In this demo the client agrees: type yes to go on (Ctrl-D stops here, "
+                "with nothing agreed)."
+            )
 
 
 def prepare_workspace(target: Path | None) -> Path:
     if target is not None:
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
-            raise UserError(f"{target} exists and is not empty: give the demo a new or empty folder.")
+            raise UserError(
+                f"{target} exists and is not empty: give the demo a new or empty folder."
+            )
         target.mkdir(parents=True, exist_ok=True)
     else:
         target = Path(tempfile.mkdtemp(prefix="bmc-demo-"))
@@ -67,24 +83,48 @@ def run_demo(target: Path | None, *, assume_yes: bool) -> None:
 
     from . import runner
     from .scripted import ScriptedModel
-    from .session import ProjectLock
+    from .session import WAITING_AGREEMENT, ProjectLock
     from .ui import TerminalDisplay
     from .workspace import locate
 
     workspace = prepare_workspace(target)
-    os.environ.setdefault("BMC_CONSULTANT", "Demo Consultant")
     scenario_path = data_dir("fixtures") / "scenarios" / SCENARIO
     scenario = json.loads(scenario_path.read_text("utf-8"))
     display = TerminalDisplay()
     console = display.console
-    console.print(f"[bold]bmc demo[/bold]: a scripted engagement with {DEMO_ORG}, in {workspace}\n")
+    where = escape(str(workspace))
+    intro = f"[bold]bmc demo[/bold]: a scripted engagement with {DEMO_ORG}, in {where}\n"
+    console.print(intro, soft_wrap=True)
     project = locate(workspace, DEMO_ORG, DEMO_PROJECT)
-    with ScriptedModel(scenario) as model:
-        client = anthropic.Anthropic(base_url=model.base_url, api_key="demo-no-key-needed", max_retries=4)
+    with _demo_consultant_name(), ScriptedModel(scenario) as model:
+        client = anthropic.Anthropic(
+            base_url=model.base_url, api_key="demo-no-key-needed", max_retries=4
+        )
         options = runner.RunOptions(client=client)
         consultant = ScriptedConsultant(console, scenario.get("consultant", []), assume_yes)
         with ProjectLock(project).hold("demo"):
             session = runner.start(project, "bmc-segments", options, display, consultant)
-        console.print(f"[dim]{session.usage.summary()}[/dim]")
-        model.assert_finished()
-    console.print(f"\nThe demo's files are in {project.project_dir}")
+        if session.status == WAITING_AGREEMENT:
+            console.print("The demo stopped at the agreement: nothing was agreed.")
+        else:
+            model.assert_finished()  # a demo that went off script is a bug: say so loudly
+    # soft_wrap: a path folded across lines cannot be copied; the folder is the point of
+    # this line (a temporary one is otherwise hard to find).
+    console.print(f"\nThe demo's workspace is {workspace}", soft_wrap=True, markup=False)
+    console.print(
+        f"Look around: cd {project.project_dir} && bmc status", soft_wrap=True, markup=False
+    )
+
+
+@contextlib.contextmanager
+def _demo_consultant_name() -> Iterator[None]:
+    """Sign the demo's agreement as a demo consultant unless the user set a name, without
+    leaving the variable set in the process afterwards."""
+    if os.environ.get("BMC_CONSULTANT"):
+        yield
+        return
+    os.environ["BMC_CONSULTANT"] = "Demo Consultant"
+    try:
+        yield
+    finally:
+        os.environ.pop("BMC_CONSULTANT", None)

@@ -41,19 +41,42 @@ class Stage:
     gate: str
     what: str  # as the decisions entry names it
     upstream: str | None  # the stage whose gate this one builds on
+    signed_off: str = ""  # what the **Agreed** line says was signed off (default: `what`)
 
 
 STAGES: dict[str, Stage] = {
     "brief": Stage("brief", "1", "brief.md", "brief.agreed.md", "Engagement brief", None),
     "segments": Stage(
-        "segments", "2", "segments/segments.md", "segments/segments.agreed.md", "Customer segments", "brief"
+        "segments",
+        "2",
+        "segments/segments.md",
+        "segments/segments.agreed.md",
+        "Customer segments",
+        "brief",
+        signed_off="Customer segments and value propositions",
     ),
-    "canvas": Stage("canvas", "3", "canvas/canvas.md", "canvas/canvas.agreed.md", "Business model canvas", "segments"),
+    "canvas": Stage(
+        "canvas",
+        "3",
+        "canvas/canvas.md",
+        "canvas/canvas.agreed.md",
+        "Business model canvas",
+        "segments",
+    ),
 }
 
 
 def stage_for_document(document: str) -> Stage | None:
     return next((s for s in STAGES.values() if s.document == document), None)
+
+
+def upstream_of(stage: Stage) -> list[Stage]:
+    """The stages `stage` builds on, nearest first (segments: brief; canvas: segments, brief)."""
+    found, current = [], stage.upstream
+    while current is not None:
+        found.append(STAGES[current])
+        current = STAGES[current].upstream
+    return found
 
 
 def downstream_of(stage: Stage) -> list[Stage]:
@@ -103,9 +126,9 @@ def check_stage(project: Project, stage: Stage) -> list[str]:
     from .validate import validate_project
 
     problems = []
+    folder = posixpath.dirname(stage.document) + "/"
     for report in validate_project(project):
-        governs = report.path == stage.document or report.path.startswith(posixpath.dirname(stage.document) + "/")
-        if not governs:
+        if report.path != stage.document and not report.path.startswith(folder):
             continue
         if report.status == "missing":
             problems.append(f"{report.path} does not exist yet")
@@ -135,7 +158,9 @@ def propose(project: Project, stage: Stage, check: Checker, summarise: Summarise
     if stage.upstream:
         upstream = STAGES[stage.upstream]
         if not (project.project_dir / upstream.gate).is_file():
-            raise PrerequisiteError(f"{upstream.gate} is missing: agree the {upstream.key} stage first.")
+            raise PrerequisiteError(
+                f"{upstream.gate} is missing: agree the {upstream.key} stage first."
+            )
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -172,10 +197,13 @@ def agree(
 
     Raises UserError when the document changed since it was shown (nothing is agreed)."""
     stage = proposal.stage
-    current = (project.project_dir / stage.document).read_bytes()
-    if digest(current) != proposal.digest:
+    try:
+        now = digest((project.project_dir / stage.document).read_bytes())
+    except FileNotFoundError:
+        now = "deleted"
+    if now != proposal.digest:
         raise UserError(
-            f"{stage.document} changed after it was shown ({proposal.digest} -> {digest(current)}); "
+            f"{stage.document} changed after it was shown ({proposal.digest} -> {now}); "
             "nothing was agreed."
         )
     gate = project.project_dir / stage.gate
@@ -202,6 +230,10 @@ def _record(project: Project, intent: Intent) -> str:
     path = project.project_dir / DECISIONS
     if not path.exists():
         atomic_write(path, f"# Decisions — {project.org_name()} {project.slug}\n")
+    elif not path.read_bytes().endswith(b"\n"):
+        # A hand edit that dropped the final newline would glue our heading onto its last
+        # line, and an entry without its heading is invisible to status and repair.
+        entry = "\n" + entry
     append_record(path, entry)
     return entry
 
@@ -214,7 +246,23 @@ def render_entry(intent: Intent) -> str:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    return env.get_template("decision.md.j2").render(stage=stage, intent=intent)
+    # Every field on one line: the scope notes come from the model, and a line break in them
+    # could forge a heading (`## ... — Stage 1: ... re-agreed`) that status and repair would
+    # then read as a real agreement.
+    flat = Intent(
+        stage=intent.stage,
+        digest=_one_line(intent.digest),
+        date=_one_line(intent.date),
+        items=[_one_line(item) for item in intent.items],
+        scope=_one_line(intent.scope),
+        agreed_by=_one_line(intent.agreed_by),
+        reagreed=intent.reagreed,
+    )
+    return env.get_template("decision.md.j2").render(stage=stage, intent=flat)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def repair_decisions(project: Project) -> str | None:
@@ -222,28 +270,36 @@ def repair_decisions(project: Project) -> str | None:
     intent_path = project.state_dir / INTENT
     try:
         intent = Intent(**json.loads(intent_path.read_text("utf-8")))
+        stage = STAGES[intent.stage]
     except FileNotFoundError:
         return None
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, KeyError):
         intent_path.unlink(missing_ok=True)
         return "an unreadable agreement note in .bmc/ was dropped; nothing was agreed by it"
-    stage = STAGES[intent.stage]
     gate = project.project_dir / stage.gate
     note = None
-    if gate.is_file() and digest(gate.read_bytes()) == intent.digest:
-        if intent.digest not in _recorded_digests(project):
-            _record(project, intent)
-            note = f"the {stage.what.lower()} agreement of {intent.date} was missing from decisions.md and was recorded"
+    gate_written = gate.is_file() and digest(gate.read_bytes()) == intent.digest
+    if gate_written and not _is_recorded(project, intent):
+        _record(project, intent)
+        note = (
+            f"the {stage.what.lower()} agreement of {intent.date} was missing from "
+            "decisions.md and was recorded"
+        )
     intent_path.unlink(missing_ok=True)
     return note
 
 
-def _recorded_digests(project: Project) -> set[str]:
+def _is_recorded(project: Project, intent: Intent) -> bool:
+    """Whether this very agreement's entry is in decisions.md.
+
+    The whole rendered entry is looked for, not just the digest: re-agreeing bytes agreed
+    before (a document changed and changed back) has an older entry with the same digest,
+    and the new entry must still be written."""
     try:
         text = (project.project_dir / DECISIONS).read_text("utf-8")
     except FileNotFoundError:
-        return set()
-    return set(re.findall(r"sha256:[0-9a-f]{12}", text))
+        return False
+    return render_entry(intent).strip() in text
 
 
 # --- status --------------------------------------------------------------------------------
@@ -271,12 +327,21 @@ def gate_state(project: Project, stage: Stage) -> str | None:
     document = project.project_dir / stage.document
     if document.is_file() and document.read_bytes() != gate.read_bytes():
         return "stale"
-    if stage.upstream:
-        order = agreement_order(project)
-        up = STAGES[stage.upstream]
-        if up.number in order and stage.number in order and order[up.number] > order[stage.number]:
-            return "stale"
+    if reagreed_upstream(project, stage):
+        return "stale"
     return "agreed"
+
+
+def reagreed_upstream(project: Project, stage: Stage) -> Stage | None:
+    """The nearest stage upstream (however far) agreed again after `stage` was agreed.
+
+    Every stage up the chain counts: re-agreeing the brief leaves the canvas built on
+    segments that were themselves built on the old brief."""
+    order = agreement_order(project)
+    if stage.number not in order:
+        return None
+    agreed_at = order[stage.number]
+    return next((up for up in upstream_of(stage) if order.get(up.number, -1) > agreed_at), None)
 
 
 def is_yes(answer: str) -> bool:

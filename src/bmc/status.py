@@ -43,28 +43,43 @@ def _stage_status(project: Project, stage: gate.Stage, reports: dict) -> StageSt
     gate_state = gate.gate_state(project, stage)
     document = project.project_dir / stage.document
     if gate_state == "stale":
-        why = "the document changed since it was agreed" if _differs(project, stage) else "an earlier stage was re-agreed"
-        return StageStatus(stage.key, stage.document, "stale", why)
+        return StageStatus(stage.key, stage.document, "stale", _why_stale(project, stage))
     if gate_state == "agreed":
         return StageStatus(stage.key, stage.document, "agreed", f"{stage.gate} matches it")
-    if not document.is_file():
-        return StageStatus(stage.key, stage.document, "missing", "")
+    folder = stage.document.rsplit("/", 1)[0] + "/" if "/" in stage.document else None
     problems = [
         f"{r.path}: {p}"
         for path, r in reports.items()
-        if path == stage.document or path.startswith(stage.document.rsplit("/", 1)[0] + "/drafts/")
+        if path == stage.document or (folder and path.startswith(folder))
         for p in r.problems
     ]
+    if not document.is_file():
+        # Drafts on disk mean the work has started even before the stage's document exists.
+        drafts = [
+            path
+            for path, r in reports.items()
+            if folder and path.startswith(folder)
+            and path != stage.document
+            and r.status != "missing"
+        ]
+        if not drafts:
+            return StageStatus(stage.key, stage.document, "missing", "")
+        detail = f"{len(drafts)} draft(s); {stage.document} not written yet"
+        return StageStatus(stage.key, stage.document, "drafting", detail)
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         return StageStatus(stage.key, stage.document, "drafting", problems[0] + more)
     return StageStatus(stage.key, stage.document, "valid", "ready to agree")
 
 
-def _differs(project: Project, stage: gate.Stage) -> bool:
+def _why_stale(project: Project, stage: gate.Stage) -> str:
     document = project.project_dir / stage.document
     agreed = project.project_dir / stage.gate
-    return document.is_file() and document.read_bytes() != agreed.read_bytes()
+    if document.is_file() and document.read_bytes() != agreed.read_bytes():
+        return "the document changed since it was agreed"
+    upstream = gate.reagreed_upstream(project, stage)
+    named = f"the {upstream.key} stage" if upstream else "an earlier stage"
+    return f"{named} was re-agreed after it"
 
 
 def _next_step(stages: list[StageStatus]) -> str:

@@ -70,7 +70,8 @@ class TerminalDisplay:
             self.console.print(f"  [dim]· {label}[/dim]")
 
     def notice(self, text: str) -> None:
-        self.console.print(f"[yellow]{text}[/yellow]")
+        # soft_wrap: a command or path folded across lines cannot be copied.
+        self.console.print(f"[yellow]{escape(text)}[/yellow]", soft_wrap=True)
 
     def _spin(self, label: str) -> None:
         if self.rich and self._status is None:
@@ -119,9 +120,10 @@ class Consultant:
                 return None
         if self._lines is None:
             self._lines = (line.strip() for line in self.stream if line.strip())
+        # The question shows before the answer is read, even when no answer comes.
+        self.console.print(_plain(prompt), end="", soft_wrap=True, markup=False)
         line = next(self._lines, None)
-        if line is not None:
-            self.console.print(f"{_plain(prompt)}{line}")
+        self.console.print(line if line is not None else "", markup=False, highlight=False)
         return line
 
 
