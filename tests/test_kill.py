@@ -191,14 +191,6 @@ def zygote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Zygote]:
 # nothing to resume and are left out.
 
 
-def known_bug(point: str, reason: str) -> Any:
-    """A case that fails today because of a bug outside this test's files (see the report);
-    strict, so the fix shows up as XPASS and the mark can go."""
-    return pytest.param(point, marks=pytest.mark.xfail(strict=True, reason=reason))
-
-
-DECISIONS_TORN = "gate.repair_decisions keeps a torn decisions.md entry, then appends a whole one"
-
 KILL_POINTS: list[Any] = [
     "journal-append:2",
     "journal-append:3",
@@ -208,7 +200,7 @@ KILL_POINTS: list[Any] = [
     "journal-append:13",
     "journal-append:17",
     "journal-append:20",
-    known_bug("journal-append:21", DECISIONS_TORN),
+    "journal-append:21",
     "journal-append:22",
     "journal-append:25",
     "stream-text:1",

@@ -107,6 +107,9 @@ class Intent:
     scope: str
     agreed_by: str
     reagreed: bool
+    # Size of decisions.md before the entry is appended (-1: no file yet), so a repair can
+    # tell a torn entry of ours from text a person wrote.
+    decisions_size: int = -1
 
 
 @dataclass(frozen=True)
@@ -207,6 +210,9 @@ def agree(
             "nothing was agreed."
         )
     gate = project.project_dir / stage.gate
+    decisions = project.project_dir / DECISIONS
+    if not decisions.exists():
+        atomic_write(decisions, f"# Decisions — {project.org_name()} {project.slug}\n")
     intent = Intent(
         stage=stage.key,
         digest=proposal.digest,
@@ -215,6 +221,7 @@ def agree(
         scope=scope.strip(),
         agreed_by=agreed_by,
         reagreed=gate.exists(),
+        decisions_size=decisions.stat().st_size,
     )
     intent_path = project.state_dir / INTENT
     atomic_write(intent_path, json.dumps(asdict(intent)))
@@ -280,6 +287,7 @@ def repair_decisions(project: Project) -> str | None:
     note = None
     gate_written = gate.is_file() and digest(gate.read_bytes()) == intent.digest
     if gate_written and not _is_recorded(project, intent):
+        _drop_torn_entry(project, intent)
         _record(project, intent)
         note = (
             f"the {stage.what.lower()} agreement of {intent.date} was missing from "
@@ -287,6 +295,21 @@ def repair_decisions(project: Project) -> str | None:
         )
     intent_path.unlink(missing_ok=True)
     return note
+
+
+def _drop_torn_entry(project: Project, intent: Intent) -> None:
+    """Cut off the part of our entry a crash left half-written, and only that: text past the
+    recorded size that is not a beginning of the entry is a person's, and stays."""
+    path = project.project_dir / DECISIONS
+    if intent.decisions_size < 0 or not path.is_file():
+        return
+    data = path.read_bytes()
+    tail = data[intent.decisions_size :]
+    entry = render_entry(intent).encode("utf-8")
+    if tail and (entry.startswith(tail) or (b"\n" + entry).startswith(tail)):
+        with open(path, "r+b") as handle:
+            handle.truncate(intent.decisions_size)
+            os.fsync(handle.fileno())
 
 
 def _is_recorded(project: Project, intent: Intent) -> bool:
