@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,7 @@ from bmc.demo import run_demo
 from bmc.status import project_status
 from bmc.validate import validate_project
 from bmc.workspace import locate
-from clihelp import run_bmc, snapshot
+from clihelp import run_bmc, scripted_env, snapshot
 
 DRAFTS = [
     "segments/drafts/freight-hauliers-and-island-businesses.md",
@@ -29,7 +31,7 @@ DRAFTS = [
 ]
 
 
-def test_demo_runs_the_segments_stage_to_an_agreement(tmp_path: Path) -> None:
+def test_demo_plays_the_whole_chain_from_the_inbox_to_the_rendered_canvas(tmp_path: Path) -> None:
     workspace = tmp_path / "demo"
 
     # No consultant name set: the demo signs as its own demo consultant.
@@ -38,14 +40,25 @@ def test_demo_runs_the_segments_stage_to_an_agreement(tmp_path: Path) -> None:
     # Exit 0 also means the scripted model was finished: the demo checks that last.
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
-    assert "The next step is `bmc run bmc-canvas`" in result.stdout  # the model's last words
+    for skill in ("bmc-research", "bmc-segments", "bmc-canvas"):
+        assert f"bmc run {skill}" in result.stdout
     project = locate(workspace, "tidewater", "growth-2027")
+    # It started where an engagement starts: material in the inbox, nothing agreed.
+    assert (project.inbox_dir / "kickoff-notes.md").is_file()
+    for page in ("canvas/canvas.html", "segments/segments.html"):
+        assert f"Wrote {project.project_dir / page}" in result.stdout
+        assert "Tidewater Ferries Ltd" in (project.project_dir / page).read_text("utf-8")
     reports = validate_project(project)
     written = {r.path: r.status for r in reports if r.status != "missing"}
     assert written == {
         **dict.fromkeys(DRAFTS, "valid"),
         "segments/segments.md": "valid",
+        "canvas/canvas.md": "valid",
     }
+    for stage in ("brief.md", "segments/segments.md", "canvas/canvas.md"):
+        agreed = stage.replace(".md", ".agreed.md")
+        source = (project.project_dir / stage).read_bytes()
+        assert (project.project_dir / agreed).read_bytes() == source
     document = (project.project_dir / "segments/segments.md").read_bytes()
     assert (project.project_dir / "segments/segments.agreed.md").read_bytes() == document
     decisions = (project.project_dir / "decisions.md").read_text("utf-8")
@@ -53,7 +66,9 @@ def test_demo_runs_the_segments_stage_to_an_agreement(tmp_path: Path) -> None:
     assert f"**Digest**: {gate.digest(document)}" in decisions
     assert "**Agreed by**: Demo Consultant (consultant)" in decisions
     assert not (project.state_dir / gate.INTENT).exists()
-    assert [s.state for s in project_status(project).stages] == ["agreed", "agreed", "missing"]
+    for number in ("1", "2", "3"):
+        assert len(re.findall(rf"^## \S+ — Stage {number}: ", decisions, re.M)) == 1
+    assert [s.state for s in project_status(project).stages] == ["agreed", "agreed", "agreed"]
 
 
 @pytest.mark.parametrize("kind", ["folder", "file"])
@@ -90,9 +105,7 @@ def test_demo_names_its_temporary_folder_at_the_end(
     assert result.exit_code == 0, result.output
     [created] = [p for p in temp.iterdir() if p.name.startswith("bmc-demo-")]
     assert len(str(created)) > 80
-    assert (
-        created / "clients/tidewater/projects/growth-2027/segments/segments.agreed.md"
-    ).is_file()
+    assert (created / "clients/tidewater/projects/growth-2027/canvas/canvas.agreed.md").is_file()
     closing = result.stdout.strip().splitlines()[-3:]
     assert any(line.endswith(str(created)) for line in closing), closing
 
@@ -118,5 +131,28 @@ def test_at_a_terminal_only_yes_goes_on_and_ctrl_d_stops_cleanly(
     assert "type yes to go on" in out
     assert "The demo stopped at the agreement: nothing was agreed." in out
     project = locate(tmp_path / "demo", "tidewater", "growth-2027")
-    assert not (project.project_dir / "segments/segments.agreed.md").exists()
-    assert "Stage 2" not in (project.project_dir / "decisions.md").read_text("utf-8")
+    # The first agreement of the chain is the brief's: the demo stopped there.
+    assert not list(project.project_dir.rglob("*.agreed.md"))
+    decisions = project.project_dir / "decisions.md"
+    assert not decisions.exists() or "## " not in decisions.read_text("utf-8")
+
+
+def test_the_chain_refuses_to_skip_a_stage(tmp_path: Path, scripted: Any) -> None:
+    # The engagement fixture starts with no brief: segments must name bmc-research, canvas
+    # must name bmc-segments, and neither may cost a single model request.
+    workspace = tmp_path / "ws"
+    shutil.copytree(Path(__file__).parent.parent / "fixtures" / "engagement", workspace)
+    model = scripted({"steps": []})
+    where = ["--workspace", str(workspace), "--org", "tidewater", "--project", "growth-2027"]
+    before = snapshot(workspace)
+
+    segments = run_bmc(["run", "bmc-segments", *where], env=scripted_env(model))
+    canvas = run_bmc(["run", "bmc-canvas", *where], env=scripted_env(model))
+
+    assert segments.exit_code == 2
+    assert "run `bmc run bmc-research` first" in segments.stderr
+    assert canvas.exit_code == 2
+    assert "segments/segments.agreed.md" in canvas.stderr
+    assert "run `bmc run bmc-segments` first" in canvas.stderr
+    assert model.requests == []
+    assert snapshot(workspace) == before

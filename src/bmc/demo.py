@@ -1,9 +1,11 @@
 """`bmc demo`: a whole scripted engagement on the sample client, offline and with no key.
 
-The fixture workspace is copied to a fresh folder, the scripted model serves the demo
-scenario on loopback, and the real SDK talks to it exactly as it would to Anthropic. The
-consultant's lines come from the scenario (the scripted model answers the same whatever is
-typed); at an agreement prompt a newcomer at a terminal answers for real.
+The engagement fixture (the client's material in the inbox, no brief yet) is copied to a
+fresh folder, and the chain runs as a consultant would run it: bmc-research, bmc-segments,
+bmc-canvas, then render. For each skill the scripted model serves that stage's scenario on
+loopback and the real SDK talks to it exactly as it would to Anthropic. The consultant's
+lines come from the scenario (the scripted model answers the same whatever is typed); at an
+agreement prompt a newcomer at a terminal answers for real.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -23,10 +26,16 @@ from rich.markup import escape
 from .errors import UserError
 from .gate import is_yes
 from .resources import data_dir
+from .workspace import Project
 
 DEMO_ORG = "tidewater"
 DEMO_PROJECT = "growth-2027"
-SCENARIO = "demo-segments.json"
+# The chain, in order: each skill with the scenario that plays its stage.
+CHAIN = (
+    ("bmc-research", "demo-research.json"),
+    ("bmc-segments", "demo-segments.json"),
+    ("bmc-canvas", "demo-canvas.json"),
+)
 
 
 class ScriptedConsultant:
@@ -74,46 +83,63 @@ def prepare_workspace(target: Path | None) -> Path:
         target.mkdir(parents=True, exist_ok=True)
     else:
         target = Path(tempfile.mkdtemp(prefix="bmc-demo-"))
-    shutil.copytree(data_dir("fixtures") / "workspace", target, dirs_exist_ok=True)
+    shutil.copytree(data_dir("fixtures") / "engagement", target, dirs_exist_ok=True)
     return target
 
 
 def run_demo(target: Path | None, *, assume_yes: bool) -> None:
-    import anthropic
-
-    from . import runner
-    from .scripted import ScriptedModel
-    from .session import WAITING_AGREEMENT, ProjectLock
+    from .render import render_project
     from .ui import TerminalDisplay
     from .workspace import locate
 
     workspace = prepare_workspace(target)
-    scenario_path = data_dir("fixtures") / "scenarios" / SCENARIO
-    scenario = json.loads(scenario_path.read_text("utf-8"))
     display = TerminalDisplay()
     console = display.console
     where = escape(str(workspace))
     intro = f"[bold]bmc demo[/bold]: a scripted engagement with {DEMO_ORG}, in {where}\n"
     console.print(intro, soft_wrap=True)
     project = locate(workspace, DEMO_ORG, DEMO_PROJECT)
-    with _demo_consultant_name(), ScriptedModel(scenario) as model:
-        client = anthropic.Anthropic(
-            base_url=model.base_url, api_key="demo-no-key-needed", max_retries=4
-        )
-        options = runner.RunOptions(client=client)
-        consultant = ScriptedConsultant(console, scenario.get("consultant", []), assume_yes)
-        with ProjectLock(project).hold("demo"):
-            session = runner.start(project, "bmc-segments", options, display, consultant)
-        if session.status == WAITING_AGREEMENT:
-            console.print("The demo stopped at the agreement: nothing was agreed.")
+    with _demo_consultant_name():
+        for skill, scenario in CHAIN:
+            console.rule(f"[bold]bmc run {skill}[/bold]")
+            if not _play(project, skill, scenario, display, assume_yes):
+                console.print("The demo stopped at the agreement: nothing was agreed.")
+                break
         else:
-            model.assert_finished()  # a demo that went off script is a bug: say so loudly
+            console.rule("[bold]bmc render[/bold]")
+            for path in render_project(project):
+                console.print(f"Wrote {path}", soft_wrap=True, markup=False)
     # soft_wrap: a path folded across lines cannot be copied; the folder is the point of
     # this line (a temporary one is otherwise hard to find).
     console.print(f"\nThe demo's workspace is {workspace}", soft_wrap=True, markup=False)
     console.print(
         f"Look around: cd {project.project_dir} && bmc status", soft_wrap=True, markup=False
     )
+
+
+def _play(project: Project, skill: str, scenario_name: str, display: Any, assume_yes: bool) -> bool:
+    """One stage of the chain; False when the newcomer stopped at its agreement."""
+    import anthropic
+
+    from . import runner
+    from .scripted import ScriptedModel
+    from .session import WAITING_AGREEMENT, ProjectLock
+
+    scenario = json.loads((data_dir("fixtures") / "scenarios" / scenario_name).read_text("utf-8"))
+    lines = scenario.get("consultant", [])
+    with ScriptedModel(scenario) as model:
+        client = anthropic.Anthropic(
+            base_url=model.base_url, api_key="demo-no-key-needed", max_retries=4
+        )
+        consultant = ScriptedConsultant(display.console, lines, assume_yes)
+        with ProjectLock(project).hold("demo"):
+            session = runner.start(
+                project, skill, runner.RunOptions(client=client), display, consultant
+            )
+        if session.status == WAITING_AGREEMENT:
+            return False
+        model.assert_finished()  # a demo that went off script is a bug: say so loudly
+    return True
 
 
 @contextlib.contextmanager
