@@ -131,6 +131,13 @@ def _run_options(
 
 def model_options(fn: Any) -> Any:
     fn = click.option(
+        "--provider",
+        type=click.Choice(["anthropic", "bedrock", "vertex"]),
+        default="anthropic",
+        show_default=True,
+        help="Reach Claude directly, or through AWS Bedrock or Google Vertex AI.",
+    )(fn)
+    fn = click.option(
         "--max-cost", type=float, help="Stop (resumable) once the run has cost this many dollars."
     )(fn)
     fn = click.option(
@@ -170,12 +177,13 @@ def run(
     skills_dir: str | None,
     max_turns: int | None,
     max_cost: float | None,
+    provider: str,
 ) -> None:
     """Start a conversation running SKILL on the project."""
     where = _where(workspace, org, project).project_or_fail()
     _preflight_run(where, skill, Path(skills_dir) if skills_dir else None)
     options = _run_options(model, skills_dir, max_turns, max_cost)
-    options.client = _client()
+    options.client = _client(provider)
     options.web = web
 
     def start(runner: Any, options: Any, display: Any, consultant: Any) -> None:
@@ -202,12 +210,13 @@ def resume(
     skills_dir: str | None,
     max_turns: int | None,
     max_cost: float | None,
+    provider: str,
 ) -> None:
     """Continue the latest session (or SESSION_ID) where it stopped."""
     where = _where(workspace, org, project).project_or_fail()
     _preflight_resume(where, session_id)
     options = _run_options(model, skills_dir, max_turns, max_cost)
-    options.client = _client()
+    options.client = _client(provider)
     _converse(
         lambda runner, options, display, consultant: runner.resume(
             where, session_id, options, display, consultant
@@ -238,11 +247,11 @@ def _preflight_resume(project: Project, session_id: str | None) -> None:
     read_journal(session_path(project, session_id))  # raises on a damaged journal
 
 
-def _client() -> Any:
+def _client(provider: str) -> Any:
     """The SDK client, or one sentence when ANTHROPIC_API_KEY is missing."""
     from .runner import make_client
 
-    return make_client()
+    return make_client(provider)
 
 
 def _converse(action: Any, project: Project, options: Any, label: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import anthropic
 
@@ -44,15 +44,43 @@ class RunOptions:
     client: anthropic.Anthropic | None = None  # the demo passes one pointed at its scripted model
 
 
-def make_client() -> anthropic.Anthropic:
+def make_client(provider: str = "anthropic") -> anthropic.Anthropic:
+    """The SDK client for `provider`: Anthropic's API, or the SDK's own Bedrock and Vertex
+    clients for firms that must reach Claude through their cloud (credentials from the
+    cloud's usual environment)."""
+    # The SDK retries 408/409/429/5xx and connection failures itself, honouring retry-after;
+    # four tries ride out a short overload without hiding a real outage for long.
+    retries = _env_number("BMC_MAX_RETRIES", 4, int)
+    timeout = anthropic.Timeout(_env_number("BMC_TIMEOUT", 120.0, float), connect=10.0)
+    if provider == "bedrock":
+        try:
+            return anthropic.AnthropicBedrock(max_retries=retries, timeout=timeout)  # type: ignore[return-value]
+        except ImportError:
+            raise UserError("--provider bedrock needs: pip install 'anthropic[bedrock]'.") from None
+    if provider == "vertex":
+        try:
+            return anthropic.AnthropicVertex(max_retries=retries, timeout=timeout)  # type: ignore[return-value]
+        except ImportError:
+            raise UserError("--provider vertex needs: pip install 'anthropic[vertex]'.") from None
     if not os.environ.get("ANTHROPIC_API_KEY"):
         raise UserError(
             "ANTHROPIC_API_KEY is not set: export your Anthropic API key (or try `bmc demo`, "
             "which needs none)."
         )
-    # The SDK retries 408/409/429/5xx itself, honouring retry-after; four tries ride out a
-    # short overload without hiding a real outage for long.
-    return anthropic.Anthropic(max_retries=4, timeout=anthropic.Timeout(120.0, connect=10.0))
+    return anthropic.Anthropic(max_retries=retries, timeout=timeout)
+
+
+def _env_number(name: str, default: float, kind: type) -> Any:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise UserError(f"{name}={raw!r} is not a number.") from None
+    if value < 0:
+        raise UserError(f"{name} must not be negative.")
+    return value
 
 
 def model_name(options: RunOptions) -> str:
