@@ -117,15 +117,21 @@ def skills(skills_dir: str | None) -> None:
 
 
 def _run_options(
-    model: str | None, skills_dir: str | None, max_turns: int | None, max_cost: float | None
+    model: str | None,
+    skills_dir: str | None,
+    max_turns: int | None,
+    max_cost: float | None,
+    provider: str,
 ) -> Any:
+    """The options of a model run, with its client (one sentence if the key is missing)."""
     from .agent import Limits
-    from .runner import RunOptions
+    from .runner import RunOptions, make_client
 
     return RunOptions(
         model=model,
         skills_dir=Path(skills_dir) if skills_dir else None,
         limits=Limits(max_turns=max_turns, max_cost=max_cost),
+        client=make_client(provider),
     )
 
 
@@ -173,17 +179,13 @@ def run(
     workspace: str | None,
     org: str | None,
     project: str | None,
-    model: str | None,
-    skills_dir: str | None,
-    max_turns: int | None,
-    max_cost: float | None,
-    provider: str,
+    **model_options: Any,
 ) -> None:
     """Start a conversation running SKILL on the project."""
     where = _where(workspace, org, project).project_or_fail()
+    skills_dir = model_options["skills_dir"]
     _preflight_run(where, skill, Path(skills_dir) if skills_dir else None)
-    options = _run_options(model, skills_dir, max_turns, max_cost)
-    options.client = _client(provider)
+    options = _run_options(**model_options)
     options.web = web
 
     def start(runner: Any, options: Any, display: Any, consultant: Any) -> None:
@@ -206,17 +208,12 @@ def resume(
     workspace: str | None,
     org: str | None,
     project: str | None,
-    model: str | None,
-    skills_dir: str | None,
-    max_turns: int | None,
-    max_cost: float | None,
-    provider: str,
+    **model_options: Any,
 ) -> None:
     """Continue the latest session (or SESSION_ID) where it stopped."""
     where = _where(workspace, org, project).project_or_fail()
     _preflight_resume(where, session_id)
-    options = _run_options(model, skills_dir, max_turns, max_cost)
-    options.client = _client(provider)
+    options = _run_options(**model_options)
     _converse(
         lambda runner, options, display, consultant: runner.resume(
             where, session_id, options, display, consultant
@@ -245,13 +242,6 @@ def _preflight_resume(project: Project, session_id: str | None) -> None:
     from .session import session_path
 
     read_journal(session_path(project, session_id))  # raises on a damaged journal
-
-
-def _client(provider: str) -> Any:
-    """The SDK client, or one sentence when ANTHROPIC_API_KEY is missing."""
-    from .runner import make_client
-
-    return make_client(provider)
 
 
 def _converse(action: Any, project: Project, options: Any, label: str) -> None:
