@@ -119,9 +119,7 @@ class Agent:
                 content = _sendable_as_last(content)
             # The API refuses an empty text block, and an end_turn reply with no content
             # does happen: keep a placeholder so the conversation stays sendable.
-            self.append(
-                messages, {"role": "assistant", "content": content or [_text(EMPTY_REPLY)]}
-            )
+            self.append(messages, {"role": "assistant", "content": content or [_text(EMPTY_REPLY)]})
             if stop == "pause_turn":
                 continue  # a server tool paused a long turn: send it back as it is
             if stop == "tool_use":
@@ -206,7 +204,8 @@ class Agent:
             except (anthropic.APIConnectionError, httpx2.HTTPError) as err:
                 if not started:
                     self.display.reply_finished()
-                    raise ModelError(_describe(err)) from err
+                    # Name the endpoint: a wrong ANTHROPIC_BASE_URL is the usual cause.
+                    raise ModelError(f"{_describe(err)} Endpoint: {self.client.base_url}") from err
                 reason = f"the connection dropped mid-reply ({type(err).__name__})"
             failures += 1
             if failures > self.limits.retry_budget:
