@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bmc.resources import data_dir
-from bmc.schemas import Problem
+from bmc.schemas import RELATIONSHIP_TYPES, Problem, name_key
 from bmc.schemas.canvas import (
     ACTIVITY_KINDS,
     ALL_SEGMENTS,
@@ -28,7 +28,7 @@ from bmc.schemas.canvas import (
     read_canvas,
     render_canvas,
 )
-from bmc.schemas.segments import RELATIONSHIP_TYPES, Evidence, name_key
+from bmc.schemas.segments import Evidence
 
 TIDEWATER = (data_dir("fixtures") / "canvas" / "tidewater-canvas.md").read_text(encoding="utf-8")
 

@@ -16,22 +16,26 @@ Runtime: 3-7 s depending on machine load (each mutating test copies the 50 KB fi
 
 from __future__ import annotations
 
-import json
 import shutil
-from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import pytest
 
-from bmc import validate
-from bmc.resources import data_dir
 from bmc.schemas.canvas import parse_canvas
 from bmc.skills import load_skill
 from bmc.validate import make_validator, validate_project
 from bmc.workspace import Project
+from projects import (
+    FIXTURES,
+    Defect,
+    count_checks,
+    defect,
+    demo_segment_files,
+    problems_on_disk,
+    sections,
+    write,
+)
 
-FIXTURES = data_dir("fixtures")
 CANVAS_PATH = "canvas/canvas.md"
 AGREED = "segments/segments.agreed.md"
 CANVAS = (FIXTURES / "canvas" / "tidewater-canvas.md").read_text(encoding="utf-8")
@@ -44,26 +48,6 @@ SEGMENT_NAMES = [
 ]
 
 
-@cache
-def demo_segment_files() -> dict[str, str]:
-    """The segments files as the demo scenario leaves them: its writes and edits replayed."""
-    scenario = json.loads((FIXTURES / "scenarios" / "demo-segments.json").read_text("utf-8"))
-    files: dict[str, str] = {}
-    for step in scenario["steps"]:
-        for block in (step.get("reply") or {}).get("content", []):
-            if block.get("type") != "tool_use":
-                continue
-            given = block["input"]
-            if block["name"] == "write":
-                files[given["file_path"]] = given["content"]
-            elif block["name"] == "edit":
-                old, new = given["old_string"], given["new_string"]
-                assert old in files[given["file_path"]]
-                count = -1 if given.get("replace_all") else 1
-                files[given["file_path"]] = files[given["file_path"]].replace(old, new, count)
-    return files
-
-
 def make_project(root: Path, agreed: bool = True) -> Project:
     shutil.copytree(FIXTURES / "workspace", root / "workspace")
     project = Project(root / "workspace", "tidewater", "growth-2027")
@@ -72,12 +56,6 @@ def make_project(root: Path, agreed: bool = True) -> Project:
     if agreed:
         write(project, AGREED, demo_segment_files()["segments/segments.md"])
     return project
-
-
-def write(project: Project, path: str, content: str | bytes) -> None:
-    target = project.project_dir / path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +74,14 @@ def check(project: Project, content: str) -> tuple[list[str], list[str]]:
     return make_validator(project)(CANVAS_PATH, content)
 
 
-def sections(lines: list[str]) -> set[str]:
-    return {line.split(":", 1)[0] for line in lines}
-
-
 def replaced(old: str, new: str, text: str = CANVAS) -> str:
     assert old in text, old
     return text.replace(old, new, 1)
+
+
+def cut(start: str, end: str, text: str = CANVAS, insert: str = "") -> str:
+    """`text` with `insert` in place of everything from `start` up to (not including) `end`."""
+    return text[: text.index(start)] + insert + text[text.index(end) :]
 
 
 def without_block(heading: str) -> str:
@@ -149,18 +128,6 @@ def test_a_written_canvas_is_reported_valid(project: Project) -> None:
 
 
 # --- broken canvases, each refused naming its block ------------------------------------------
-
-
-@dataclass(frozen=True)
-class Defect:
-    content: str | bytes
-    sections: frozenset[str]
-    says: str
-
-
-def defect(content: str | bytes, *names: str, says: str) -> Defect:
-    return Defect(content, frozenset(names), says)
-
 
 SMS = "- **SMS disruption alerts** (awareness, after-sales) — "
 SMS_EVIDENCE = '  - Evidence: `resources/passenger-survey-2026.md`: "The text alert comes after'
@@ -355,12 +322,8 @@ def test_a_broken_canvas_is_refused_naming_its_block(
     agreed: Project, tmp_path: Path, name: str
 ) -> None:
     case = DEFECTS[name]
-    if isinstance(case.content, bytes):  # bytes reach validation only from disk
-        project = make_project(tmp_path)
-        write(project, CANVAS_PATH, case.content)
-        [report] = validate_project(project, [CANVAS_PATH])
-        assert report.status == "invalid"
-        problems = report.problems
+    if isinstance(case.content, bytes):  # written to a project of its own: `agreed` is shared
+        problems = problems_on_disk(make_project(tmp_path), CANVAS_PATH, case.content)
     else:
         problems, _ = check(agreed, case.content)
         assert isinstance(parse_canvas(case.content), list)
@@ -449,9 +412,7 @@ def test_a_value_proposition_under_another_segment_is_missing_from_its_own(
 
 
 def test_a_segment_without_value_propositions_subsection_is_refused(agreed: Project) -> None:
-    start = CANVAS.index("### Public-service partners\n\n- **Lifeline")
-    end = CANVAS.index("## Channels")
-    problems, _ = check(agreed, CANVAS[:start] + CANVAS[end:])
+    problems, _ = check(agreed, cut("### Public-service partners\n\n- **Lifeline", "## Channels"))
     assert problems == [
         'Value Propositions: the agreed segment "Public-service partners" has no '
         "`### Public-service partners` subsection; add it with its agreed value propositions "
@@ -460,9 +421,13 @@ def test_a_segment_without_value_propositions_subsection_is_refused(agreed: Proj
 
 
 def test_a_segment_without_a_channel_is_refused(agreed: Project) -> None:
-    start = CANVAS.index("### Island residents on non-work trips\n\n- **Terminal desk")
-    end = CANVAS.index("### Visitors and day-trippers\n\n- **Isles Tourism")
-    problems, _ = check(agreed, CANVAS[:start] + CANVAS[end:])
+    problems, _ = check(
+        agreed,
+        cut(
+            "### Island residents on non-work trips\n\n- **Terminal desk",
+            "### Visitors and day-trippers\n\n- **Isles Tourism",
+        ),
+    )
     assert problems == [
         'Channels: the agreed segment "Island residents on non-work trips" has no '
         "`### Island residents on non-work trips` subsection; add it with at least one "
@@ -494,15 +459,14 @@ def test_a_segment_without_a_revenue_stream_is_refused(agreed: Project) -> None:
 
 
 def test_serves_all_segments_covers_every_segment(agreed: Project) -> None:
-    start = CANVAS.index("## Customer Relationships\n")
-    end = CANVAS.index("## Revenue Streams\n")
     one = (
         "## Customer Relationships\n\n"
         "- **Personal service at the desk** (personal) — Staff who know the boats.\n"
         "  - Serves: All segments\n"
         '  - Evidence: `resources/passenger-survey-2026.md`: "I phone to book because I like to talk to someone who knows the boats."\n\n'
     )
-    assert check(agreed, CANVAS[:start] + one + CANVAS[end:]) == ([], [])
+    canvas = cut("## Customer Relationships\n", "## Revenue Streams\n", insert=one)
+    assert check(agreed, canvas) == ([], [])
 
 
 @pytest.mark.parametrize(
@@ -619,18 +583,6 @@ def test_the_canvas_is_listed_once_the_segments_are_agreed(tmp_path: Path) -> No
     assert (
         reports[CANVAS_PATH].problems[0].startswith(f"Customer Segments: {AGREED} does not exist")
     )
-
-
-def count_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    checked: list[str] = []
-    real = validate.run_check
-
-    def counting(governed, reader, path, data):  # type: ignore[no-untyped-def]
-        checked.append(path)
-        return real(governed, reader, path, data)
-
-    monkeypatch.setattr(validate, "run_check", counting)
-    return checked
 
 
 def test_re_agreed_segments_re_check_the_canvas(

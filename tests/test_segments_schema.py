@@ -7,7 +7,6 @@ and real drafts written in many styles are accepted by the full validator (no fa
 
 from __future__ import annotations
 
-import shutil
 import string
 from pathlib import Path
 
@@ -15,10 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bmc.resources import data_dir
-from bmc.schemas import Problem
+from bmc.schemas import RELATIONSHIP_TYPES, Problem
 from bmc.schemas.segments import (
-    RELATIONSHIP_TYPES,
     Evidence,
     SegmentDraft,
     SegmentsDocument,
@@ -29,18 +26,14 @@ from bmc.schemas.segments import (
     render_segments_document,
 )
 from bmc.validate import make_validator, slugify, validate_project
-from bmc.workspace import Project, init_project
-
-FIXTURE_RESOURCES = data_dir("fixtures") / "workspace" / "clients" / "tidewater" / "resources"
+from bmc.workspace import Project
+from projects import research_project
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     """A project whose resources are the demo fixture's real research reports."""
-    project = init_project(tmp_path, "acme", "growth-2027", "Acme Ltd")
-    for report in FIXTURE_RESOURCES.glob("*.md"):
-        shutil.copy(report, project.resources_dir / report.name)
-    return project
+    return research_project(tmp_path)
 
 
 CANONICAL_DRAFT = """\

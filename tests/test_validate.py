@@ -9,45 +9,37 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import string
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bmc import grounding, validate
+from bmc import grounding
 from bmc.grounding import ClosestPassage, Match, find_quote
-from bmc.resources import data_dir
 from bmc.schemas import Problem
 from bmc.schemas.segments import read_draft, read_segments_document
 from bmc.validate import SAME_SEGMENT_THRESHOLD, make_validator, validate_project
-from bmc.workspace import Project, init_project
+from bmc.workspace import Project
+from projects import (
+    FIXTURE_RESOURCES,
+    Defect,
+    count_checks,
+    defect,
+    problems_on_disk,
+    research_project,
+    sections,
+    write,
+)
 
-FIXTURE_RESOURCES = data_dir("fixtures") / "workspace" / "clients" / "tidewater" / "resources"
 SURVEY = "resources/passenger-survey-2026.md"
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     """A project whose resources are the demo fixture's real research reports."""
-    project = init_project(tmp_path, "acme", "growth-2027", "Acme Ltd")
-    for report in FIXTURE_RESOURCES.glob("*.md"):
-        shutil.copy(report, project.resources_dir / report.name)
-    return project
-
-
-def write(project: Project, path: str, content: str | bytes) -> None:
-    target = project.project_dir / path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-
-
-def sections(lines: list[str]) -> set[str]:
-    """The section each problem or warning starts with."""
-    return {line.split(":", 1)[0] for line in lines}
+    return research_project(tmp_path)
 
 
 GOOD = """\
@@ -132,21 +124,6 @@ def without_section(heading: str) -> str:
 def replaced(old: str, new: str) -> str:
     assert old in GOOD, old
     return GOOD.replace(old, new)
-
-
-@dataclass(frozen=True)
-class Defect:
-    """A broken draft, the sections its problems must name (exactly), and text one of the
-    problems must contain."""
-
-    content: str | bytes
-    sections: frozenset[str]
-    says: str = ""
-    path: str = GOOD_PATH
-
-
-def defect(content: str | bytes, *names: str, says: str = "", path: str = GOOD_PATH) -> Defect:
-    return Defect(content, frozenset(names), says, path)
 
 
 EVIDENCE_LINE = (
@@ -306,13 +283,11 @@ def test_the_corpus_has_at_least_25_defects() -> None:
 @pytest.mark.parametrize("name", sorted(DEFECTS))
 def test_defective_draft_is_refused_naming_its_section(project: Project, name: str) -> None:
     case = DEFECTS[name]
-    if isinstance(case.content, bytes):  # bytes only reach validation from disk
-        write(project, case.path, case.content)
-        [report] = validate_project(project, [case.path])
-        assert report.status == "invalid"
-        problems = report.problems
+    path = case.path or GOOD_PATH
+    if isinstance(case.content, bytes):
+        problems = problems_on_disk(project, path, case.content)
     else:
-        problems, _ = make_validator(project)(case.path, case.content)
+        problems, _ = make_validator(project)(path, case.content)
     assert sections(problems) == case.sections, problems
     assert any(case.says in problem for problem in problems), problems
 
@@ -693,18 +668,6 @@ def test_only_the_given_files_are_validated(drafted: Project) -> None:
 def test_an_empty_project_has_only_the_missing_segments_document(project: Project) -> None:
     [report] = validate_project(project)
     assert (report.path, report.status) == (DOCUMENT_PATH, "missing")
-
-
-def count_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    checked: list[str] = []
-    real = validate.run_check
-
-    def counting(governed, reader, path, data):  # type: ignore[no-untyped-def]
-        checked.append(path)
-        return real(governed, reader, path, data)
-
-    monkeypatch.setattr(validate, "run_check", counting)
-    return checked
 
 
 def test_an_unchanged_project_is_not_checked_again(

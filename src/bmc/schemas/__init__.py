@@ -4,8 +4,11 @@ Each schema module offers `parse_<document>(text) -> Model | list[Problem]` and
 `render_<document>(model) -> str`; rendering a parsed canonical document gives back the
 same bytes. This package holds what every schema shares: the `Problem` a parser reports,
 decoding the raw text safely, splitting markdown into headed sections and list items, the
-jinja2 environment of the templates, and a digest of all of it (so sessions and the
-validation cache notice when the rules change).
+forms that segment drafts and the canvas write alike (names and their descriptions,
+evidence lines, relationship types, the title), the jinja2 environment of the templates,
+and a digest of all of it (so sessions and the validation cache notice when the rules
+change). It imports neither pydantic nor jinja2 up front: the models live in the schema
+modules, and the templates load on first use.
 
 Parsers never raise on bad input: a draft the model wrote is data, and every shape problem
 is collected and returned at once so the model can fix them all in one retry.
@@ -16,11 +19,11 @@ from __future__ import annotations
 import codecs
 import hashlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 if TYPE_CHECKING:
     import jinja2
@@ -235,6 +238,72 @@ def outline(text: str, promote: Callable[[str], bool] | None = None) -> Outline:
     return Outline(title, preamble, sections, titles)
 
 
+def read_outline(
+    data: str | bytes, kind: str, title_form: str, promote: Callable[[str], bool] | None = None
+) -> tuple[Outline | None, list[Problem]]:
+    """The start of every reader: the decoded document cut into its outline, and the
+    problems with its text or its title (the outline is None when it is not text at all).
+
+    `title_form` is how the title is written (`` `# <Segment name>` ``), for messages.
+    """
+    text = decode(data, kind)
+    if isinstance(text, Problem):
+        return None, [text]
+    doc = outline(text, promote)
+    return doc, title_problems(doc, title_form)
+
+
+def title_problems(doc: Outline, form: str) -> list[Problem]:
+    """What is wrong around the sections: a missing or empty title, text above the first
+    section, and `#` headings other than the title."""
+    problems = []
+    if doc.title is None:
+        problems.append(Problem(TITLE, f"the document must start with the title {form}"))
+    elif not doc.title.text:
+        problems.append(
+            Problem(TITLE, f"the title on line {doc.title.number} is empty; write {form}")
+        )
+    problems += [
+        Problem(
+            TITLE,
+            f'line {line.number} ("{excerpt(line.text)}") is outside any section; '
+            "move it under one of the `##` headings",
+        )
+        for line in doc.preamble
+    ]
+    problems += [
+        Problem(
+            TITLE,
+            f"line {line.number}: only the title is a `#` heading; make "
+            f'"{excerpt(line.text)}" a `##` section or part of one',
+        )
+        for line in doc.extra_titles
+    ]
+    return problems
+
+
+def title_organisation(
+    title: Line | None,
+    pattern: re.Pattern[str],
+    form: str,
+    clean: Callable[[str], str] = str.strip,
+) -> tuple[str | None, list[Problem]]:
+    """The organisation a `# <Document> — <Organisation>` title names, and the problem when
+    the title is not in `form` (no organisation and no problem when there is no title text:
+    `title_problems` reports that).
+
+    `pattern` matches the title after `clean`, with the organisation as group `org`.
+    """
+    if title is None or not title.text:
+        return None, []
+    match = pattern.match(clean(title.text))
+    if match is None:
+        return None, [
+            Problem(TITLE, f'"{excerpt(title.text)}" is not {form}; write it in that form')
+        ]
+    return match.group("org").strip(), []
+
+
 def heading_key(text: str) -> str:
     """A heading compared loosely: case, emphasis, spacing and a trailing colon ignored."""
     text = re.sub(r"[*_`]", "", text).strip().rstrip(":").strip()
@@ -300,6 +369,19 @@ def match_sections(
     return found, problems
 
 
+def subsections(body: list[Line]) -> tuple[list[Line], list[Section]]:
+    """A section's body cut at its `###` headings: the non-blank lines above the first one
+    (text that belongs to no subsection), and the subsections."""
+    scanned = [(line, _level3(line.text)) for line in body]
+    before, found = split_at(scanned, 3)
+    return [line for line in before if line.text.strip()], found
+
+
+def _level3(text: str) -> tuple[int, str] | None:
+    found = heading(text)
+    return found if found and found[0] == 3 else None
+
+
 def _unknown_section(section: Section, specs: tuple[SectionSpec, ...], kind: str) -> Problem:
     names = ", ".join(f"`## {spec.name}`" for spec in specs)
     return Problem(
@@ -356,6 +438,78 @@ def strip_emphasis(text: str) -> str:
     """`**Name**` or `_Name_` without the markers around it."""
     match = re.fullmatch(r"(\*\*|__|\*|_)(.+)\1", text.strip())
     return match.group(2).strip() if match else text.strip()
+
+
+def name_key(name: str) -> str:
+    """A segment or value proposition name compared loosely (case, spacing, dashes, quotes)."""
+    table = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "–": "-", "—": "-"})
+    return " ".join(strip_emphasis(name).translate(table).casefold().split()).rstrip(".:")
+
+
+# --- forms the segment drafts and the canvas share ---------------------------------------
+
+RelationshipType = Literal["personal", "automated", "self-service", "community", "co-creation"]
+RELATIONSHIP_TYPES: tuple[RelationshipType, ...] = get_args(RelationshipType)
+
+# Names a consultant may use for a relationship type (Osterwalder's longer labels, plurals,
+# missing hyphens), mapped to the five types of the schema.
+RELATIONSHIP_SYNONYMS: dict[str, RelationshipType] = {
+    "personal assistance": "personal",
+    "dedicated personal assistance": "personal",
+    "automated service": "automated",
+    "automated services": "automated",
+    "self service": "self-service",
+    "selfservice": "self-service",
+    "communities": "community",
+    "co creation": "co-creation",
+    "cocreation": "co-creation",
+}
+
+# Between a name and its text: an em or en dash (spaced or not), a spaced hyphen or double
+# hyphen, or a colon. Unspaced hyphens stay inside names ("Self-service booking").
+NAME_SEPARATOR = re.compile(r"\s*[—–]\s*|\s+--?\s+|\s*:\s+|\s*:$")
+# The same separator at the start of what follows a bold name.
+LEADING_SEPARATOR = re.compile(r"^\s*(?:[—–:]|--?)\s*")
+BOLD_NAME = re.compile(r"^(\*\*|__)(?P<name>.+?)\1(?P<rest>.*)$")
+EVIDENCE_REFERENCE = re.compile(
+    r"""^(?:(?:\*\*|__)?from(?:\*\*|__)?\s+)?      # "From", maybe bold, maybe left out
+        (?:`(?P<quoted>[^`]+)`|(?P<bare>[^\s`"“”„«]+?))  # the file, in backticks or bare
+        \s*(?:[:—–]|--?)?\s*                           # a colon or dash, or nothing
+        ["“”„«](?P<quote>.*)["“”»]                      # the quote, in any quote marks
+        \s*[.,;]?$""",
+    re.IGNORECASE | re.VERBOSE,
+)
+# How people separate the values of a list they type ("automated, community").
+VALUE_SEPARATOR = re.compile(r",|;|/|&|\+|\band\b", re.IGNORECASE)
+
+
+def evidence_reference(text: str) -> tuple[str, str] | None:
+    """(file, quote) of an evidence reference (`` From `resources/x.md`: "quote" ``), or
+    None when `text` is not one. The quote may be empty: the caller says how to fix that."""
+    match = EVIDENCE_REFERENCE.match(text)
+    if match is None:
+        return None
+    return (match.group("quoted") or match.group("bare")).strip(), match.group("quote").strip()
+
+
+def allowed_values(
+    terms: Iterable[str], allowed: tuple[str, ...], synonyms: Mapping[str, str]
+) -> tuple[list[str], list[str]]:
+    """The allowed values `terms` name, canonical and without repeats, in the order given,
+    and the terms (trimmed) that name none. Case, spacing, emphasis and synonyms are
+    ignored; blank terms are skipped."""
+    found: list[str] = []
+    unknown: list[str] = []
+    for term in terms:
+        key = " ".join(term.replace("*", "").split()).casefold()
+        if not key:
+            continue
+        canonical = synonyms.get(key, key)
+        if canonical not in allowed:
+            unknown.append(term.strip())
+        elif canonical not in found:
+            found.append(canonical)
+    return found, unknown
 
 
 @cache

@@ -40,32 +40,31 @@ from typing import Annotated, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from . import (
+    BOLD_NAME,
+    LEADING_SEPARATOR,
+    NAME_SEPARATOR,
+    RELATIONSHIP_SYNONYMS,
+    RELATIONSHIP_TYPES,
     TITLE,
+    VALUE_SEPARATOR,
     Line,
     Problem,
     Section,
     SectionSpec,
-    decode,
+    allowed_values,
+    evidence_reference,
     excerpt,
     heading,
     heading_key,
     match_sections,
-    outline,
-    render,
-    split_at,
-    strip_emphasis,
-)
-from .segments import (
-    _BOLD_NAME,
-    _EVIDENCE,
-    _LEADING_SEPARATOR,
-    _NAME_SEPARATOR,
-    _RELATIONSHIP_SYNONYMS,
-    RELATIONSHIP_TYPES,
-    Evidence,
-    _title_problems,
     name_key,
+    read_outline,
+    render,
+    strip_emphasis,
+    subsections,
+    title_organisation,
 )
+from .segments import Evidence
 
 Text = Annotated[str, StringConstraints(min_length=1)]
 Orientation = Literal["cost-driven", "value-driven"]
@@ -144,7 +143,6 @@ class Block:
     """One `##` block of the canvas: where its items go in the model and what they carry."""
 
     spec: SectionSpec
-    field: str  # the `Canvas` field
     by_segment: bool = False  # items in `### <Segment>` subsections
     attribute: Attribute | None = None
     serves: Literal["none", "required", "optional"] = "none"
@@ -152,6 +150,11 @@ class Block:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def field(self) -> str:
+        """The `Canvas` field that holds the block's items: named as the section's key."""
+        return self.spec.key
 
     def item_form(self) -> str:
         attribute = f" ({self.attribute.form})" if self.attribute else ""
@@ -169,7 +172,7 @@ RELATIONSHIP = Attribute(
     "relationship type",
     "|".join(RELATIONSHIP_TYPES),
     RELATIONSHIP_TYPES,
-    tuple(_RELATIONSHIP_SYNONYMS.items()),
+    tuple(RELATIONSHIP_SYNONYMS.items()),
     multiple=True,
 )
 REVENUE = Attribute(
@@ -204,7 +207,6 @@ SEGMENTS = Block(
         "one `- **<Segment name, as agreed>** — <one line>` item per agreed segment",
         ("segments", "customer segment"),
     ),
-    "segments",
 )
 VALUE_PROPOSITIONS = Block(
     SectionSpec(
@@ -213,7 +215,6 @@ VALUE_PROPOSITIONS = Block(
         "a `### <Segment name>` subsection per segment listing its agreed value propositions",
         ("value proposition",),
     ),
-    "value_propositions",
     by_segment=True,
 )
 CHANNELS = Block(
@@ -223,7 +224,6 @@ CHANNELS = Block(
         "a `### <Segment name>` subsection per segment listing its channels with their phase",
         ("channel",),
     ),
-    "channels",
     by_segment=True,
     attribute=PHASE,
 )
@@ -234,7 +234,6 @@ RELATIONSHIPS = Block(
         "items with their relationship type and a `Serves:` line",
         ("customer relationship", "relationships", "relationship"),
     ),
-    "relationships",
     attribute=RELATIONSHIP,
     serves="required",
 )
@@ -245,7 +244,6 @@ REVENUE_STREAMS = Block(
         "items with their type and pricing mechanism and a `Serves:` line",
         ("revenue stream", "revenue", "revenues"),
     ),
-    "revenue_streams",
     attribute=REVENUE,
     serves="required",
 )
@@ -256,7 +254,6 @@ KEY_RESOURCES = Block(
         "items with their kind and a `Serves:` line",
         ("key resource", "resources"),
     ),
-    "key_resources",
     attribute=RESOURCE,
     serves="required",
 )
@@ -267,7 +264,6 @@ KEY_ACTIVITIES = Block(
         "items with their kind and a `Serves:` line",
         ("key activity", "activities"),
     ),
-    "key_activities",
     attribute=ACTIVITY,
     serves="required",
 )
@@ -278,7 +274,6 @@ KEY_PARTNERSHIPS = Block(
         "items with their category and a `Serves:` line",
         ("key partnership", "key partners", "partnerships", "partners"),
     ),
-    "key_partnerships",
     attribute=PARTNERSHIP,
     serves="required",
 )
@@ -289,7 +284,6 @@ COSTS = Block(
         "`Orientation: cost-driven|value-driven — why`, then the costs, each fixed or variable",
         ("costs", "cost", "cost structures"),
     ),
-    "costs",
     attribute=COST,
     serves="optional",
 )
@@ -388,23 +382,17 @@ class CanvasParts:
 def read_canvas(data: str | bytes) -> CanvasParts:
     """Everything readable in a canvas, plus every shape problem found on the way."""
     parts = CanvasParts()
-    text = decode(data, KIND)
-    if isinstance(text, Problem):
-        parts.problems.append(text)
-        return parts
     canonical = {heading_key(spec.name) for spec in SECTIONS}
-    doc = outline(text, promote=lambda found: heading_key(found) in canonical)
-    parts.problems += _title_problems(doc.title, doc.preamble, doc.extra_titles, TITLE_FORM)
-    if doc.title and doc.title.text:
-        match = _TITLE.match(strip_emphasis(doc.title.text))
-        if match:
-            parts.organisation = match.group("org").strip()
-        else:
-            parts.problems.append(
-                Problem(
-                    TITLE, f'"{excerpt(doc.title.text)}" is not {TITLE_FORM}; write it in that form'
-                )
-            )
+    doc, parts.problems = read_outline(
+        data, KIND, TITLE_FORM, promote=lambda found: heading_key(found) in canonical
+    )
+    if doc is None:
+        return parts
+    # Unlike the segments document's, a bold canvas title is accepted.
+    parts.organisation, problems = title_organisation(
+        doc.title, _TITLE, TITLE_FORM, clean=strip_emphasis
+    )
+    parts.problems += problems
     sections, problems = match_sections(doc, SECTIONS, KIND)
     parts.problems += problems
     for key, section in sections.items():
@@ -473,8 +461,7 @@ def _model_item(item: ReadItem) -> CanvasItem:
 
 
 def _read_grouped(parts: CanvasParts, block: Block, section: Section) -> None:
-    scanned = [(line, _level3(line.text)) for line in section.body]
-    before, subsections = split_at(scanned, 3)
+    before, segments = subsections(section.body)
     parts.problems += [
         Problem(
             block.name,
@@ -482,9 +469,8 @@ def _read_grouped(parts: CanvasParts, block: Block, section: Section) -> None:
             "subsection; put every item under the segment it is for",
         )
         for line in before
-        if line.text.strip()
     ]
-    if not subsections:
+    if not segments:
         parts.problems.append(
             Problem(
                 block.name,
@@ -495,7 +481,7 @@ def _read_grouped(parts: CanvasParts, block: Block, section: Section) -> None:
         return
     seen: dict[str, int] = {}
     found = parts.subsections.setdefault(block.spec.key, [])
-    for subsection in subsections:
+    for subsection in segments:
         name = strip_emphasis(_SUBSECTION_NUMBER.sub("", subsection.heading))
         if not name:
             parts.problems.append(
@@ -530,11 +516,6 @@ def _read_grouped(parts: CanvasParts, block: Block, section: Section) -> None:
                     f"{block.item_form()}, or remove the subsection",
                 )
             )
-
-
-def _level3(text: str) -> tuple[int, str] | None:
-    found = heading(text)
-    return found if found and found[0] == 3 else None
 
 
 # --- the items of a block ----------------------------------------------------------------
@@ -728,7 +709,7 @@ def _read_item(
 def _split_head(text: str, block: Block) -> tuple[str, str | None, str] | str:
     """(name, attribute text or None, description) of an item's first line, or what is
     wrong with it."""
-    bold = _BOLD_NAME.match(text)
+    bold = BOLD_NAME.match(text)
     if bold:
         name = bold.group("name").strip().rstrip(":").strip()
         rest = bold.group("rest")
@@ -740,9 +721,9 @@ def _split_head(text: str, block: Block) -> tuple[str, str | None, str] | str:
             inside = _TRAILING_ATTRIBUTE.match(name)
             if inside and inside.group("name"):
                 name, attribute = inside.group("name"), inside.group("attribute")
-        description = _LEADING_SEPARATOR.sub("", rest, count=1).strip()
+        description = LEADING_SEPARATOR.sub("", rest, count=1).strip()
     else:
-        separator = _NAME_SEPARATOR.search(text)
+        separator = NAME_SEPARATOR.search(text)
         if not separator:
             return "has no name and description"
         name = strip_emphasis(text[: separator.start()])
@@ -775,22 +756,12 @@ def _read_attribute(item: ReadItem, block: Block, text: str | None) -> list[str]
         return []
     # Several values are separated as people type lists; a single-valued kind is read
     # whole, since "platform/network" is one kind.
-    terms = re.split(r",|;|/|&|\+|\band\b", value, flags=re.I) if rule.multiple else [value]
-    found: list[str] = []
-    problems = []
-    synonyms = dict(rule.synonyms)
-    for term in terms:
-        key = " ".join(term.split()).casefold()
-        if not key:
-            continue
-        canonical = synonyms.get(key, key)
-        if canonical not in rule.allowed:
-            problems.append(
-                f'has "{excerpt(term.strip(), 40)}" as its {rule.label}; write one of '
-                f"{', '.join(rule.allowed)}"
-            )
-        elif canonical not in found:
-            found.append(canonical)
+    terms = VALUE_SEPARATOR.split(value) if rule.multiple else [value]
+    found, unknown = allowed_values(terms, rule.allowed, dict(rule.synonyms))
+    problems = [
+        f'has "{excerpt(term, 40)}" as its {rule.label}; write one of {", ".join(rule.allowed)}'
+        for term in unknown
+    ]
     item.attribute = ", ".join(found) if found and not problems else None
     return problems
 
@@ -814,14 +785,13 @@ def _read_revenue_attribute(item: ReadItem, value: str) -> list[str]:
 
 
 def _read_evidence(item: ReadItem, number: int, value: str) -> list[str]:
-    match = _EVIDENCE.match(value.strip())
-    if not match:
+    reference = evidence_reference(value.strip())
+    if reference is None:
         return [
             f'has evidence on line {number} ("{excerpt(value)}") that is not of the form '
             f"{EVIDENCE_FORM}"
         ]
-    file = (match.group("quoted") or match.group("bare")).strip()
-    quote = match.group("quote").strip()
+    file, quote = reference
     if not quote:
         return [
             f"has an empty quote on line {number}; copy the passage from `{file}` between "

@@ -16,31 +16,37 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from . import (
-    TITLE,
+    BOLD_NAME,
+    LEADING_SEPARATOR,
+    NAME_SEPARATOR,
+    RELATIONSHIP_SYNONYMS,
+    RELATIONSHIP_TYPES,
+    VALUE_SEPARATOR,
     Line,
     Problem,
+    RelationshipType,
     Section,
     SectionSpec,
-    decode,
+    allowed_values,
+    evidence_reference,
     excerpt,
-    heading,
     list_items,
     match_sections,
-    outline,
+    name_key,
+    read_outline,
     render,
-    split_at,
     strip_emphasis,
+    subsections,
     tidy,
+    title_organisation,
 )
 
 Text = Annotated[str, StringConstraints(min_length=1)]
-RelationshipType = Literal["personal", "automated", "self-service", "community", "co-creation"]
-RELATIONSHIP_TYPES: tuple[RelationshipType, ...] = get_args(RelationshipType)
 ConfidenceLevel = Literal["High", "Medium", "Low"]
 
 
@@ -169,33 +175,6 @@ DRAFT_SECTIONS = (
 EVIDENCE_FORM = '`- From `resources/<file>`: "<quote>"`'
 VP_FORM = "`1. **Name** — what they get and why they care`"
 
-# Names a consultant may use for a relationship type (Osterwalder's longer labels, plurals,
-# missing hyphens), mapped to the five types of the schema.
-_RELATIONSHIP_SYNONYMS: dict[str, RelationshipType] = {
-    "personal assistance": "personal",
-    "dedicated personal assistance": "personal",
-    "automated service": "automated",
-    "automated services": "automated",
-    "self service": "self-service",
-    "selfservice": "self-service",
-    "communities": "community",
-    "co creation": "co-creation",
-    "cocreation": "co-creation",
-}
-
-# Between a name and its text: an em or en dash (spaced or not), a spaced hyphen or double
-# hyphen, or a colon. Unspaced hyphens stay inside names ("Self-service booking").
-_NAME_SEPARATOR = re.compile(r"\s*[—–]\s*|\s+--?\s+|\s*:\s+|\s*:$")
-_LEADING_SEPARATOR = re.compile(r"^\s*(?:[—–:]|--?)\s*")
-_BOLD_NAME = re.compile(r"^(\*\*|__)(?P<name>.+?)\1(?P<rest>.*)$")
-_EVIDENCE = re.compile(
-    r"""^(?:(?:\*\*|__)?from(?:\*\*|__)?\s+)?      # "From", maybe bold, maybe left out
-        (?:`(?P<quoted>[^`]+)`|(?P<bare>[^\s`"“”„«]+?))  # the file, in backticks or bare
-        \s*(?:[:—–]|--?)?\s*                           # a colon or dash, or nothing
-        ["“”„«](?P<quote>.*)["“”»]                      # the quote, in any quote marks
-        \s*[.,;]?$""",
-    re.IGNORECASE | re.VERBOSE,
-)
 _CONFIDENCE = re.compile(
     r"^(?:\*\*|__)?(?P<level>high|medium|low)(?:\*\*|__)?(?![\w-])\s*(?:[—–:.,]|--?)?\s*"
     r"(?P<why>.*)$",
@@ -228,14 +207,14 @@ class DraftParts:
 def read_draft(data: str | bytes) -> DraftParts:
     """Everything readable in a draft, plus every shape problem found on the way."""
     parts = DraftParts()
-    text = decode(data, DRAFT_KIND)
-    if isinstance(text, Problem):
-        parts.problems.append(text)
-        return parts
-    doc = outline(text, promote=lambda heading: any(s.accepts(heading) for s in DRAFT_SECTIONS))
-    parts.problems += _title_problems(
-        doc.title, doc.preamble, doc.extra_titles, "`# <Segment name>`"
+    doc, parts.problems = read_outline(
+        data,
+        DRAFT_KIND,
+        "`# <Segment name>`",
+        promote=lambda heading: any(s.accepts(heading) for s in DRAFT_SECTIONS),
     )
+    if doc is None:
+        return parts
     if doc.title and doc.title.text:
         parts.title = strip_emphasis(doc.title.text)
     sections, problems = match_sections(doc, DRAFT_SECTIONS, DRAFT_KIND)
@@ -299,33 +278,6 @@ def _read_draft_section(parts: DraftParts, key: str, section: Section) -> None:
         parts.problems += _read_bullets(parts, key, section)
 
 
-def _title_problems(
-    title: Line | None, preamble: list[Line], extra_titles: list[Line], form: str
-) -> list[Problem]:
-    problems = []
-    if title is None:
-        problems.append(Problem(TITLE, f"the document must start with the title {form}"))
-    elif not title.text:
-        problems.append(Problem(TITLE, f"the title on line {title.number} is empty; write {form}"))
-    problems += [
-        Problem(
-            TITLE,
-            f'line {line.number} ("{excerpt(line.text)}") is outside any section; '
-            "move it under one of the `##` headings",
-        )
-        for line in preamble
-    ]
-    problems += [
-        Problem(
-            TITLE,
-            f"line {line.number}: only the title is a `#` heading; make "
-            f'"{excerpt(line.text)}" a `##` section or part of one',
-        )
-        for line in extra_titles
-    ]
-    return problems
-
-
 def _read_value_propositions(
     body: list[Line], section: str
 ) -> tuple[list[ValueProposition], list[Problem]]:
@@ -370,12 +322,12 @@ def _read_value_propositions(
 
 def value_proposition(text: str) -> ValueProposition | str:
     """A `**Name** — description` item as a model, or what is wrong with it."""
-    bold = _BOLD_NAME.match(text)
+    bold = BOLD_NAME.match(text)
     if bold:
         name = bold.group("name").strip().rstrip(":").strip()
-        description = _LEADING_SEPARATOR.sub("", bold.group("rest"), count=1).strip()
+        description = LEADING_SEPARATOR.sub("", bold.group("rest"), count=1).strip()
     else:
-        separator = _NAME_SEPARATOR.search(text)
+        separator = NAME_SEPARATOR.search(text)
         if not separator:
             return "has no name and description"
         name = strip_emphasis(text[: separator.start()])
@@ -390,28 +342,21 @@ def value_proposition(text: str) -> ValueProposition | str:
 def _read_relationship(parts: DraftParts, section: Section) -> list[Problem]:
     text = section.text()
     first, _, rest = text.partition("\n")
-    separator = _NAME_SEPARATOR.search(first)
+    separator = NAME_SEPARATOR.search(first)
     head = first[: separator.start()] if separator else first
     note = first[separator.end() :] if separator else ""
     note = tidy([note, *rest.split("\n")]) if rest else note.strip()
-    types: list[RelationshipType] = []
-    problems = []
-    for term in re.split(r",|/|&|;|\+|\band\b", strip_emphasis(head), flags=re.IGNORECASE):
-        key = " ".join(term.replace("*", "").split()).casefold()
-        if not key:
-            continue
-        found = _RELATIONSHIP_SYNONYMS.get(key, key)
-        if found not in RELATIONSHIP_TYPES:
-            problems.append(
-                Problem(
-                    RELATIONSHIP.name,
-                    f'"{excerpt(term.strip(), 40)}" is not a '
-                    f"relationship type; start the section with "
-                    f"{RELATIONSHIP.hint}",
-                )
-            )
-        elif found not in types:
-            types.append(found)  # type: ignore[arg-type]
+    types, unknown = allowed_values(
+        VALUE_SEPARATOR.split(strip_emphasis(head)), RELATIONSHIP_TYPES, RELATIONSHIP_SYNONYMS
+    )
+    problems = [
+        Problem(
+            RELATIONSHIP.name,
+            f'"{excerpt(term, 40)}" is not a relationship type; start the section with '
+            f"{RELATIONSHIP.hint}",
+        )
+        for term in unknown
+    ]
     if not types and not problems:
         problems.append(
             Problem(
@@ -419,7 +364,9 @@ def _read_relationship(parts: DraftParts, section: Section) -> list[Problem]:
                 f"no relationship type is named; start the section with {RELATIONSHIP.hint}",
             )
         )
-    parts.relationship_types, parts.relationship_note = types, note
+    # allowed_values returns only members of RELATIONSHIP_TYPES.
+    parts.relationship_types = types  # type: ignore[assignment]
+    parts.relationship_note = note
     return problems
 
 
@@ -427,12 +374,11 @@ def _read_evidence(parts: DraftParts, section: Section) -> list[Problem]:
     items, stray = list_items(section.body)
     problems = [_bad_evidence_line(line.number, line.text) for line in stray]
     for item in items:
-        match = _EVIDENCE.match(item.text)
-        if not match:
+        reference = evidence_reference(item.text)
+        if reference is None:
             problems.append(_bad_evidence_line(item.number, item.text))
             continue
-        file = (match.group("quoted") or match.group("bare")).strip()
-        quote = match.group("quote").strip()
+        file, quote = reference
         if not quote:
             problems.append(
                 Problem(
@@ -606,26 +552,13 @@ class DocumentParts:
 def read_segments_document(data: str | bytes) -> DocumentParts:
     """Everything readable in a segments document, plus every shape problem."""
     parts = DocumentParts()
-    text = decode(data, DOCUMENT_KIND)
-    if isinstance(text, Problem):
-        parts.problems.append(text)
+    doc, parts.problems = read_outline(data, DOCUMENT_KIND, DOCUMENT_TITLE_FORM)
+    if doc is None:
         return parts
-    doc = outline(text)
-    parts.problems += _title_problems(
-        doc.title, doc.preamble, doc.extra_titles, DOCUMENT_TITLE_FORM
+    parts.organisation, problems = title_organisation(
+        doc.title, _DOCUMENT_TITLE, DOCUMENT_TITLE_FORM
     )
-    if doc.title and doc.title.text:
-        match = _DOCUMENT_TITLE.match(doc.title.text.strip())
-        if match:
-            parts.organisation = match.group("org").strip()
-        else:
-            parts.problems.append(
-                Problem(
-                    TITLE,
-                    f'"{excerpt(doc.title.text)}" is not '
-                    f"{DOCUMENT_TITLE_FORM}; write it in that form",
-                )
-            )
+    parts.problems += problems
     sections, problems = match_sections(doc, DOCUMENT_SECTIONS, DOCUMENT_KIND)
     parts.problems += problems
     for key, section in sections.items():
@@ -655,8 +588,7 @@ def render_segments_document(doc: SegmentsDocument) -> str:
 
 
 def _read_segment_entries(parts: DocumentParts, section: Section) -> None:
-    scanned = [(line, _entry_heading(line.text)) for line in section.body]
-    before, entries = split_at(scanned, 3)
+    before, entries = subsections(section.body)
     parts.problems += [
         Problem(
             SEGMENTS.name,
@@ -664,7 +596,6 @@ def _read_segment_entries(parts: DocumentParts, section: Section) -> None:
             "`### N. <Segment name>` entry; move it into one, or into the Overview",
         )
         for line in before
-        if line.text.strip()
     ]
     if not entries:
         parts.problems.append(
@@ -675,11 +606,6 @@ def _read_segment_entries(parts: DocumentParts, section: Section) -> None:
         )
     for position, entry in enumerate(entries, start=1):
         _read_segment_entry(parts, entry, position)
-
-
-def _entry_heading(text: str) -> tuple[int, str] | None:
-    found = heading(text)
-    return found if found and found[0] == 3 else None
 
 
 def _read_segment_entry(parts: DocumentParts, entry: Section, position: int) -> None:
@@ -782,15 +708,6 @@ def _entry_fields(entry: Section, name: str) -> tuple[dict[str, str], list[Line]
         if f.key not in ("size", "value_propositions") and text_values.get(f.key) == ""
     ]
     return text_values, vp_lines, problems
-
-
-# --- shared ---------------------------------------------------------------------------
-
-
-def name_key(name: str) -> str:
-    """A segment or value proposition name compared loosely (case, spacing, dashes, quotes)."""
-    table = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "–": "-", "—": "-"})
-    return " ".join(strip_emphasis(name).translate(table).casefold().split()).rstrip(".:")
 
 
 def _pydantic_problems(err: ValidationError, specs: tuple[SectionSpec, ...]) -> list[Problem]:
