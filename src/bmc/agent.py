@@ -97,6 +97,7 @@ class Agent:
     server_tools: list[dict[str, Any]] = field(default_factory=list)  # e.g. web search (--web)
     limits: Limits = field(default_factory=Limits)
     turns_this_run: int = 0
+    _sizes: _SizeMemo = field(default_factory=lambda: _SizeMemo(), init=False, repr=False)
 
     def run(self, messages: list[dict[str, Any]]) -> str:
         """Advance the conversation until the model ends its turn; returns the stop reason."""
@@ -240,10 +241,11 @@ class Agent:
         budget: the conversation then has room to grow before the next clearing, so the
         cache breaks once per clearing rather than on every turn."""
         budget = self.limits.context_budget_tokens
-        if estimate_tokens(self.system, messages) <= budget:
+        if self._sizes.estimate(self.system, messages) <= budget:
             return
         upto = clearing_point(self.system, messages, budget // 2, self.limits.keep_recent_messages)
         if clear_tool_results(messages, upto):
+            self._sizes.forget()
             self.recorder.cleared(upto)
             self.display.notice(
                 "Older tool results were cleared to stay inside the model's window."
@@ -312,6 +314,29 @@ def clear_tool_results(messages: list[dict[str, Any]], upto: int) -> bool:
                 block["content"] = CLEARED
                 changed = True
     return changed
+
+
+class _SizeMemo:
+    """`estimate_tokens` without re-serialising the whole conversation every turn (it grows
+    with the session): each message's size is kept until its block count changes (tool
+    results are appended to the last message) or a clearing rewrites blocks (`forget`)."""
+
+    def __init__(self) -> None:
+        self._sizes: dict[int, tuple[int, int]] = {}
+
+    def estimate(self, system: str, messages: list[dict[str, Any]]) -> int:
+        total = len(system)
+        for message in messages:
+            blocks = len(message["content"]) if isinstance(message["content"], list) else -1
+            known = self._sizes.get(id(message))
+            if known is None or known[0] != blocks:
+                known = (blocks, len(json.dumps(message, ensure_ascii=False)))
+                self._sizes[id(message)] = known
+            total += known[1]
+        return total // 4
+
+    def forget(self) -> None:
+        self._sizes.clear()
 
 
 def estimate_tokens(system: str, messages: list[dict[str, Any]]) -> int:

@@ -37,37 +37,24 @@ from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatchcase
 from functools import cache, lru_cache
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from rapidfuzz import fuzz, process
 
 from . import grounding
-from .schemas import FILE, MAX_DOCUMENT_BYTES, excerpt, schema_digest
-from .schemas.canvas import (
-    ALL_SEGMENTS,
-    CHANNELS,
-    COSTS,
-    KEY_ACTIVITIES,
-    KEY_PARTNERSHIPS,
-    KEY_RESOURCES,
-    RELATIONSHIPS,
-    REVENUE_STREAMS,
-    SEGMENTS,
-    VALUE_PROPOSITIONS,
-    CanvasParts,
-    read_canvas,
-)
-from .schemas.segments import (
-    DocumentParts,
-    DraftParts,
-    Entry,
-    Evidence,
-    ValueProposition,
-    name_key,
-    read_draft,
-    read_segments_document,
-)
+from .lazy import lazy_module
+from .schemas import FILE, MAX_DOCUMENT_BYTES, excerpt, name_key, schema_digest
 from .workspace import Project, atomic_write
+
+if TYPE_CHECKING:
+    from .schemas.canvas import CanvasParts
+    from .schemas.segments import DocumentParts, DraftParts, Entry, Evidence, ValueProposition
+
+# The document models are loaded on the first check that needs them: building the pydantic
+# models costs more than everything else `bmc status` does when the cache already holds
+# every answer (SPEC section 8: model-free commands answer at once).
+canvas = lazy_module("bmc.schemas.canvas")
+segments = lazy_module("bmc.schemas.segments")
 
 Validator = Callable[[str, str], tuple[list[str], list[str]]]
 Status = Literal["valid", "invalid", "missing"]
@@ -187,24 +174,24 @@ def _digest(data: bytes | None) -> str:
 # remember the parts by content (documents of a sensible size only).
 def _draft_parts(data: str | bytes) -> DraftParts:
     if len(data) > MAX_DOCUMENT_BYTES:
-        return read_draft(data)
+        return segments.read_draft(data)
     return _cached_draft_parts(data)
 
 
 @lru_cache(maxsize=512)
 def _cached_draft_parts(data: str | bytes) -> DraftParts:
-    return read_draft(data)
+    return segments.read_draft(data)
 
 
 def _document_parts(data: str | bytes) -> DocumentParts:
     if len(data) > MAX_DOCUMENT_BYTES:
-        return read_segments_document(data)
+        return segments.read_segments_document(data)
     return _cached_document_parts(data)
 
 
 @lru_cache(maxsize=16)
 def _cached_document_parts(data: str | bytes) -> DocumentParts:
-    return read_segments_document(data)
+    return segments.read_segments_document(data)
 
 
 # --- segment drafts ------------------------------------------------------------------------
@@ -508,16 +495,16 @@ def check_canvas(reader: Reader, path: str, data: str | bytes) -> Outcome:
     agreed = reader.project_file(AGREED_SEGMENTS)
     if agreed is None:
         problems.append(
-            f"{SEGMENTS.name}: {AGREED_SEGMENTS} does not exist: the segments must be agreed "
-            "(`bmc run bmc-segments`, or `bmc agree segments`) before the canvas can be "
+            f"{canvas.SEGMENTS.name}: {AGREED_SEGMENTS} does not exist: the segments must be "
+            "agreed (`bmc run bmc-segments`, or `bmc agree segments`) before the canvas can be "
             "checked against them"
         )
         return Outcome(problems)
     entries = _document_parts(agreed).entries
     if not entries:
         problems.append(
-            f"{SEGMENTS.name}: no segment can be read in {AGREED_SEGMENTS}; ask the consultant "
-            "to agree the segments again (`bmc agree segments`)"
+            f"{canvas.SEGMENTS.name}: no segment can be read in {AGREED_SEGMENTS}; ask the "
+            "consultant to agree the segments again (`bmc agree segments`)"
         )
         return Outcome(problems)
     more, warnings = _canvas_cross_check(parts, entries)
@@ -526,13 +513,13 @@ def check_canvas(reader: Reader, path: str, data: str | bytes) -> Outcome:
 
 def _canvas_parts(data: str | bytes) -> CanvasParts:
     if len(data) > MAX_DOCUMENT_BYTES:
-        return read_canvas(data)
+        return canvas.read_canvas(data)
     return _cached_canvas_parts(data)
 
 
 @lru_cache(maxsize=8)
 def _cached_canvas_parts(data: str | bytes) -> CanvasParts:
-    return read_canvas(data)
+    return canvas.read_canvas(data)
 
 
 def _canvas_cross_check(parts: CanvasParts, entries: list[Entry]) -> tuple[list[str], list[str]]:
@@ -547,22 +534,22 @@ def _canvas_cross_check(parts: CanvasParts, entries: list[Entry]) -> tuple[list[
     warnings: list[str] = []
 
     # Customer Segments: exactly the agreed ones.
-    listed = {name_key(item.name): item for item in parts.items.get(SEGMENTS.spec.key, [])}
-    if SEGMENTS.spec.key in parts.present:
+    listed = {name_key(item.name): item for item in parts.items.get(canvas.SEGMENTS.spec.key, [])}
+    if canvas.SEGMENTS.spec.key in parts.present:
         problems += [
-            f'{SEGMENTS.name}: the agreed segment "{entry.name}" is missing; add '
+            f'{canvas.SEGMENTS.name}: the agreed segment "{entry.name}" is missing; add '
             f"`- **{entry.name}** — <one line>` with its evidence"
             for key, entry in agreed.items()
             if key not in listed
         ]
         problems += [
-            f"{SEGMENTS.name}: {item.label()} is listed, {unknown}"
+            f"{canvas.SEGMENTS.name}: {item.label()} is listed, {unknown}"
             for key, item in listed.items()
             if key not in agreed
         ]
 
     # Value propositions and channels: a subsection per agreed segment, none for others.
-    for block in (VALUE_PROPOSITIONS, CHANNELS):
+    for block in (canvas.VALUE_PROPOSITIONS, canvas.CHANNELS):
         if block.spec.key not in parts.present:
             continue
         subsections = {name_key(sub.name): sub for sub in parts.subsections.get(block.spec.key, [])}
@@ -576,7 +563,7 @@ def _canvas_cross_check(parts: CanvasParts, entries: list[Entry]) -> tuple[list[
                 what = (
                     "its agreed value propositions "
                     + ", ".join(f'"{vp.name}"' for vp in entry.value_propositions)
-                    if block is VALUE_PROPOSITIONS
+                    if block is canvas.VALUE_PROPOSITIONS
                     else "at least one channel and its phase"
                 )
                 problems.append(
@@ -585,7 +572,7 @@ def _canvas_cross_check(parts: CanvasParts, entries: list[Entry]) -> tuple[list[
                 )
 
     # Every agreed value proposition under its segment; others are the client's to agree.
-    items = parts.items.get(VALUE_PROPOSITIONS.spec.key, [])
+    items = parts.items.get(canvas.VALUE_PROPOSITIONS.spec.key, [])
     for key, entry in agreed.items():
         under = [item for item in items if item.segment and name_key(item.segment) == key]
         if not under:
@@ -593,14 +580,14 @@ def _canvas_cross_check(parts: CanvasParts, entries: list[Entry]) -> tuple[list[
         present = {name_key(item.name) for item in under}
         agreed_vps = {name_key(vp.name) for vp in entry.value_propositions}
         problems += [
-            f'{VALUE_PROPOSITIONS.name}: the agreed value proposition "{vp.name}" of '
+            f'{canvas.VALUE_PROPOSITIONS.name}: the agreed value proposition "{vp.name}" of '
             f'"{entry.name}" is missing; add `- **{vp.name}** — <description>` under '
             f"`### {entry.name}`"
             for vp in entry.value_propositions
             if name_key(vp.name) not in present
         ]
         warnings += [
-            f"{VALUE_PROPOSITIONS.name}: {item.label()} is not among the value propositions "
+            f"{canvas.VALUE_PROPOSITIONS.name}: {item.label()} is not among the value propositions "
             f'agreed for "{entry.name}"; the client has not agreed it yet, so raise it with '
             "the consultant"
             for item in under
@@ -608,14 +595,17 @@ def _canvas_cross_check(parts: CanvasParts, entries: list[Entry]) -> tuple[list[
         ]
 
     # Every segment served by at least one relationship and one revenue stream.
-    for block, what in ((RELATIONSHIPS, "relationship"), (REVENUE_STREAMS, "revenue stream")):
+    for block, what in (
+        (canvas.RELATIONSHIPS, "relationship"),
+        (canvas.REVENUE_STREAMS, "revenue stream"),
+    ):
         if block.spec.key not in parts.present:
             continue
         served = {
             name_key(name) for item in parts.items.get(block.spec.key, []) for name in item.serves
         }
         for key, entry in agreed.items():
-            if key not in served and ALL_SEGMENTS not in served:
+            if key not in served and canvas.ALL_SEGMENTS not in served:
                 problems.append(
                     f'{block.name}: no {what} serves "{entry.name}"; add one with '
                     f"`  - Serves: {entry.name}` (or extend an item's `Serves:` line)"
@@ -623,18 +613,18 @@ def _canvas_cross_check(parts: CanvasParts, entries: list[Entry]) -> tuple[list[
 
     # Every segment named on a `Serves:` line is an agreed one.
     for block in (
-        RELATIONSHIPS,
-        REVENUE_STREAMS,
-        KEY_RESOURCES,
-        KEY_ACTIVITIES,
-        KEY_PARTNERSHIPS,
-        COSTS,
+        canvas.RELATIONSHIPS,
+        canvas.REVENUE_STREAMS,
+        canvas.KEY_RESOURCES,
+        canvas.KEY_ACTIVITIES,
+        canvas.KEY_PARTNERSHIPS,
+        canvas.COSTS,
     ):
         problems += [
             f'{block.name}: {item.label()} serves "{name}", {unknown}'
             for item in parts.items.get(block.spec.key, [])
             for name in item.serves
-            if name != ALL_SEGMENTS and name_key(name) not in agreed
+            if name != canvas.ALL_SEGMENTS and name_key(name) not in agreed
         ]
     return problems, warnings
 
