@@ -140,15 +140,28 @@ def check_stage(project: Project, stage: Stage) -> list[str]:
 
 
 def summarise(stage: Stage, text: str) -> list[str]:
-    """One line per agreed item (for segments: each segment and its value propositions)."""
-    if stage.key != "segments":
-        return [line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("## ")]
-    from .schemas.segments import parse_segments_document
+    """What the consultant is shown, one line per segment with its value propositions (the
+    brief: its sections). The part before ": " is what the decisions entry lists."""
+    if stage.key == "segments":
+        from .schemas.segments import parse_segments_document
 
-    doc = parse_segments_document(text)
-    if isinstance(doc, list):
-        return []
-    return [f"{s.name}: {', '.join(vp.name for vp in s.value_propositions)}" for s in doc.segments]
+        doc = parse_segments_document(text)
+        if isinstance(doc, list):
+            return []
+        return [_line(s.name, [vp.name for vp in s.value_propositions]) for s in doc.segments]
+    if stage.key == "canvas":
+        from .schemas.canvas import parse_canvas
+
+        canvas = parse_canvas(text)
+        if isinstance(canvas, list):
+            return []
+        props = canvas.value_propositions
+        return [_line(s.name, [vp.name for vp in props.get(s.name, [])]) for s in canvas.segments]
+    return [line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("## ")]
+
+
+def _line(name: str, propositions: list[str]) -> str:
+    return f"{name}: {', '.join(propositions)}" if propositions else name
 
 
 Summariser = Callable[[Stage, str], list[str]]
@@ -170,7 +183,8 @@ def propose(project: Project, stage: Stage, check: Checker, summarise: Summarise
         raise PrerequisiteError(f"{stage.document} does not exist yet: nothing to agree.") from None
     text = data.decode("utf-8", errors="replace")
     details = summarise(stage, text)
-    items = [d.split(": ", 1)[0] for d in details]
+    # The brief's sections are shown, but an entry listing them would say nothing.
+    items = [d.split(": ", 1)[0] for d in details] if stage.key != "brief" else []
     return Proposal(stage, data, digest(data), items, check(project, stage), details)
 
 
