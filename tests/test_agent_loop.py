@@ -26,7 +26,14 @@ import pytest
 from rich.console import Console
 
 from bmc import session as sessions
-from bmc.agent import CLEARED, Agent, Limits
+from bmc.agent import (
+    CLEARED,
+    CLEARED_INPUT,
+    Agent,
+    Limits,
+    clear_old_context,
+    with_cache_breakpoints,
+)
 from bmc.errors import BmcError, ModelError, StoppedForPerson, UserError
 from bmc.runner import RunOptions, resume, start
 from bmc.scripted import ScriptedModel, check_request
@@ -740,8 +747,15 @@ def test_old_tool_results_are_cleared_once_when_the_context_passes_its_budget(
     assert all(b["content"] == CLEARED for b in results[: len(cleared)])
     assert all("MARKER" in b["content"] for b in results[len(cleared) :])
     assert out.getvalue().count("cleared") == 1
+    # Every later request keeps a breakpoint where the clearing stopped (the prefix the next
+    # clearing leaves unchanged), so that clearing can read it rather than write it anew.
+    upto = agent.boundary
+    assert upto is not None
+    for request in model.requests[changed[0] :]:
+        assert "cache_control" in request["messages"][upto - 1]["content"][-1]
     # The journal records the clearing, so a resumed session sends what this one sent.
     reloaded = sessions.load_session(project, session.id)
+    assert reloaded.boundary == upto
     assert reloaded.messages == messages
     assert plain(model.requests[-1]["messages"]) == plain(messages[:-1])
     every_call_answered(reloaded.messages)
@@ -751,3 +765,69 @@ def test_no_clearing_while_the_conversation_fits(scripted: Start, project: Proje
     run = _long_session(scripted, project)
     assert CLEARED not in json.dumps(run.requests)
     assert "cleared" not in run.output
+
+
+def test_a_clearing_also_drops_the_long_inputs_of_the_models_own_writes() -> None:
+    # The files hold what the model wrote: repeating it in every request is pure cost.
+    note = "A long note the model wrote. " * 20
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": [{"type": "text", "text": "Go."}]},
+        {
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "tool_use",
+                    "id": "t1",
+                    "name": "write",
+                    "input": {"file_path": "notes/a.md", "content": note},
+                },
+                {
+                    "type": "tool_use",
+                    "id": "t2",
+                    "name": "edit",
+                    "input": {"file_path": "notes/a.md", "old_string": note, "new_string": "x"},
+                },
+                {
+                    "type": "tool_use",
+                    "id": "t3",
+                    "name": "read",
+                    "input": {"file_path": "brief.md"},
+                },
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": t, "content": "done " * 50}
+                for t in ("t1", "t2", "t3")
+            ],
+        },
+        {"role": "assistant", "content": [{"type": "text", "text": "Noted."}]},
+    ]
+    assert clear_old_context(messages, 3)
+    write, edit, read = messages[1]["content"]
+    assert write["input"] == {"file_path": "notes/a.md", "content": CLEARED_INPUT}
+    # Short inputs are kept: the stub would be no shorter.
+    assert edit["input"] == {
+        "file_path": "notes/a.md",
+        "old_string": CLEARED_INPUT,
+        "new_string": "x",
+    }
+    assert read["input"] == {"file_path": "brief.md"}
+    assert all(b["content"] == CLEARED for b in messages[2]["content"])
+    assert messages[3]["content"][0]["text"] == "Noted."
+    assert not clear_old_context(messages, 3)  # already cleared: nothing changes twice
+
+
+def test_breakpoints_sit_on_the_last_message_the_turn_before_and_the_clearing_boundary() -> None:
+    messages = [
+        {
+            "role": "user" if i % 2 == 0 else "assistant",
+            "content": [{"type": "text", "text": str(i)}],
+        }
+        for i in range(9)
+    ]
+    marked = with_cache_breakpoints(messages, boundary=3)
+    at = [i for i, m in enumerate(marked) if "cache_control" in m["content"][-1]]
+    assert at == [2, 6, 8]
+    assert all("cache_control" not in m["content"][-1] for m in messages)  # history untouched

@@ -35,6 +35,7 @@ CLEARED = (
     "[cleared to keep the conversation inside the model's window: "
     "read the file again if you need it]"
 )
+CLEARED_INPUT = "[cleared: the file holds it]"
 CUT_TOOL_CALL = (
     "Your last reply reached the output limit before its tool call was complete, so nothing "
     "was run. Continue; write long documents in parts (write the first sections, then add the "
@@ -97,6 +98,9 @@ class Agent:
     server_tools: list[dict[str, Any]] = field(default_factory=list)  # e.g. web search (--web)
     limits: Limits = field(default_factory=Limits)
     turns_this_run: int = 0
+    # Where the last clearing stopped: messages before it never change again, so a cache
+    # breakpoint there lets the next clearing read them instead of writing them anew.
+    boundary: int | None = None
     _sizes: _SizeMemo = field(default_factory=lambda: _SizeMemo(), init=False, repr=False)
 
     def run(self, messages: list[dict[str, Any]]) -> str:
@@ -104,8 +108,11 @@ class Agent:
         max_tokens = self.limits.max_tokens
         while True:
             self._check_budgets()
-            self._keep_inside_window(messages)
+            cleared_upto = self._keep_inside_window(messages)
             reply = self._query(messages, max_tokens)
+            if cleared_upto is not None:
+                # From the next request on, the new boundary is the stable prefix to keep.
+                self.boundary = cleared_upto
             self.turns_this_run += 1
             turn = TurnUsage.from_api(reply.usage)
             self.usage.add(turn)
@@ -172,7 +179,7 @@ class Agent:
             "max_tokens": max_tokens,
             "system": [{"type": "text", "text": self.system, "cache_control": CACHE}],
             "tools": self.tool_definitions(),
-            "messages": with_cache_breakpoints(messages),
+            "messages": with_cache_breakpoints(messages, self.boundary),
         }
 
     def _query(self, messages: list[dict[str, Any]], max_tokens: int) -> Any:
@@ -236,34 +243,40 @@ class Agent:
                 "check the work so far, then `bmc resume` to go on."
             )
 
-    def _keep_inside_window(self, messages: list[dict[str, Any]]) -> None:
-        """Past the budget, clear the oldest tool results in one step, down to half the
-        budget: the conversation then has room to grow before the next clearing, so the
-        cache breaks once per clearing rather than on every turn."""
+    def _keep_inside_window(self, messages: list[dict[str, Any]]) -> int | None:
+        """Past the budget, clear the oldest tool results (and the long inputs of the model's
+        own writes, which the files hold) in one step, down to half the budget: the
+        conversation then has room to grow before the next clearing, so the cache breaks
+        once per clearing rather than on every turn. Returns where it cleared to, if it did."""
         budget = self.limits.context_budget_tokens
         if self._sizes.estimate(self.system, messages) <= budget:
-            return
+            return None
         upto = clearing_point(self.system, messages, budget // 2, self.limits.keep_recent_messages)
-        if clear_tool_results(messages, upto):
-            self._sizes.forget()
-            self.recorder.cleared(upto)
-            self.display.notice(
-                "Older tool results were cleared to stay inside the model's window."
-            )
+        if not clear_old_context(messages, upto):
+            return None
+        self._sizes.forget()
+        self.recorder.cleared(upto)
+        self.display.notice("Older tool results were cleared to stay inside the model's window.")
+        return upto
 
     def append(self, messages: list[dict[str, Any]], message: dict[str, Any]) -> None:
         self.recorder.message(message)
         messages.append(message)
 
 
-def with_cache_breakpoints(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def with_cache_breakpoints(
+    messages: list[dict[str, Any]], boundary: int | None = None
+) -> list[dict[str, Any]]:
     """Copies of the messages with breakpoints on the last block of the last message and of
     the user message before it: the new one writes this turn's prefix, the older one sits
     exactly where the previous request wrote, so a long tool round (more than 20 new blocks)
-    still reads the cache."""
+    still reads the cache. With a clearing `boundary`, one more sits at its end: the prefix
+    that the next clearing leaves unchanged. With the system block's, at most four."""
     marked = list(messages)
     user_turns = [i for i, m in enumerate(messages) if m["role"] == "user"]
     targets = {len(messages) - 1, *user_turns[-2:-1]}
+    if boundary:
+        targets.add(boundary - 1)
     for index in targets:
         if index < 0:
             continue
@@ -299,20 +312,38 @@ def _size(message: dict[str, Any]) -> int:
 
 def _cleared(message: dict[str, Any]) -> dict[str, Any]:
     copy = json.loads(json.dumps(message))
-    clear_tool_results([copy], 1)
+    clear_old_context([copy], 1)
     return copy
 
 
-def clear_tool_results(messages: list[dict[str, Any]], upto: int) -> bool:
-    """Replace the text of tool results in messages[:upto]; True if anything changed."""
+# The inputs of the model's own calls that the files on disk already hold.
+CLEARABLE_INPUTS = {"write": ("content",), "edit": ("old_string", "new_string")}
+
+
+def clear_old_context(messages: list[dict[str, Any]], upto: int) -> bool:
+    """In messages[:upto], replace the text of tool results and the long inputs of `write`
+    and `edit` calls with a short note; True if anything changed. The same rule replays a
+    journal's `cleared` record, so a resumed conversation is the one that was sent."""
     changed = False
     for message in messages[:upto]:
-        if message["role"] != "user" or isinstance(message["content"], str):
+        if isinstance(message["content"], str):
             continue
         for block in message["content"]:
             if block.get("type") == "tool_result" and block.get("content") != CLEARED:
                 block["content"] = CLEARED
                 changed = True
+            elif block.get("type") == "tool_use":
+                changed |= _clear_inputs(block)
+    return changed
+
+
+def _clear_inputs(call: dict[str, Any]) -> bool:
+    changed = False
+    for key in CLEARABLE_INPUTS.get(call.get("name", ""), ()):
+        value = call.get("input", {}).get(key)
+        if isinstance(value, str) and len(value) > len(CLEARED_INPUT):
+            call["input"] = {**call["input"], key: CLEARED_INPUT}
+            changed = True
     return changed
 
 

@@ -242,6 +242,7 @@ def _agent(
         server_tools=[WEB_SEARCH] if session.header.get("web") else [],
         limits=options.limits,
     )
+    agent.boundary = session.boundary
     session.usage = agent.usage
     return agent
 

@@ -63,6 +63,7 @@ class Session:
     status: str = ACTIVE
     detail: str = ""
     notes: list[str] = field(default_factory=list)
+    boundary: int | None = None  # where the last context clearing stopped (a cache breakpoint)
 
     @property
     def skill(self) -> str:
@@ -149,9 +150,7 @@ def session_path(project: Project, session_id: str | None) -> Path:
     # there is nothing in it to resume, and `bmc sessions` does not list it either.
     journals = [p for p in folder.glob("*.jsonl") if _has_a_record(p)] if folder.is_dir() else []
     if not journals:
-        raise UserError(
-            "this project has no session to resume: start one with `bmc run <skill>`."
-        )
+        raise UserError("this project has no session to resume: start one with `bmc run <skill>`.")
     return max(journals, key=lambda p: (p.stat().st_mtime, p.name))
 
 
@@ -185,9 +184,7 @@ def rebuild(
     project: Project, session_id: str, journal: Journal, records: list[Record], notes: list[str]
 ) -> Session:
     if not records or records[0].kind != "start":
-        raise UserError(
-            f"session journal {session_id} has no start record; it was left as it is."
-        )
+        raise UserError(f"session journal {session_id} has no start record; it was left as it is.")
     header = records[0].data
     session = Session(project, session_id, journal, header, usage=RunUsage(model=header["model"]))
     session.notes = list(notes)
@@ -215,9 +212,10 @@ def _apply(session: Session, kind: str, data: dict[str, Any]) -> None:
     elif kind == "usage":
         session.usage.add(TurnUsage(**data))
     elif kind == "cleared":
-        from .agent import clear_tool_results  # the same rule the loop applied
+        from .agent import clear_old_context  # the same rule the loop applied
 
-        clear_tool_results(messages, int(data["upto"]))
+        clear_old_context(messages, int(data["upto"]))
+        session.boundary = int(data["upto"])
     elif kind == "status":
         session.status, session.detail = data["status"], data.get("detail", "")
 
