@@ -539,7 +539,9 @@ def assert_loads_nothing(source: str) -> None:
 
 def test_pages_load_nothing_from_anywhere(tmp_path: Path) -> None:
     project = tidewater(tmp_path)
-    for path in render.render_project(project):
+    written = render.render_project(project)
+    assert [p.name for p in written] == ["canvas.html", "segments.html"]
+    for path in written:
         assert_loads_nothing(path.read_text("utf-8"))
 
 

@@ -58,7 +58,8 @@ def _stage_status(project: Project, stage: gate.Stage, reports: dict) -> StageSt
         drafts = [
             path
             for path, r in reports.items()
-            if folder and path.startswith(folder)
+            if folder
+            and path.startswith(folder)
             and path != stage.document
             and r.status != "missing"
         ]

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatchcase
 from functools import cache, lru_cache
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from rapidfuzz import fuzz, process
 
@@ -172,26 +172,25 @@ def _digest(data: bytes | None) -> str:
 
 # Parsing is pure, and in one run every draft is read as "another draft" by all the others:
 # remember the parts by content (documents of a sensible size only).
-def _draft_parts(data: str | bytes) -> DraftParts:
-    if len(data) > MAX_DOCUMENT_BYTES:
-        return segments.read_draft(data)
-    return _cached_draft_parts(data)
+def _remembered(read: Callable[[str | bytes], Any], size: int) -> Callable[[str | bytes], Any]:
+    remembered = lru_cache(maxsize=size)(read)
+
+    def parts(data: str | bytes) -> Any:
+        return read(data) if len(data) > MAX_DOCUMENT_BYTES else remembered(data)
+
+    return parts
 
 
-@lru_cache(maxsize=512)
-def _cached_draft_parts(data: str | bytes) -> DraftParts:
-    return segments.read_draft(data)
-
-
-def _document_parts(data: str | bytes) -> DocumentParts:
-    if len(data) > MAX_DOCUMENT_BYTES:
-        return segments.read_segments_document(data)
-    return _cached_document_parts(data)
-
-
-@lru_cache(maxsize=16)
-def _cached_document_parts(data: str | bytes) -> DocumentParts:
-    return segments.read_segments_document(data)
+# Lambdas, not the functions themselves: naming those here would load the schemas at import.
+_draft_parts: Callable[[str | bytes], DraftParts] = _remembered(
+    lambda data: segments.read_draft(data), 512
+)
+_document_parts: Callable[[str | bytes], DocumentParts] = _remembered(
+    lambda data: segments.read_segments_document(data), 16
+)
+_canvas_parts: Callable[[str | bytes], CanvasParts] = _remembered(
+    lambda data: canvas.read_canvas(data), 8
+)
 
 
 # --- segment drafts ------------------------------------------------------------------------
@@ -509,17 +508,6 @@ def check_canvas(reader: Reader, path: str, data: str | bytes) -> Outcome:
         return Outcome(problems)
     more, warnings = _canvas_cross_check(parts, entries)
     return Outcome(problems + more, warnings)
-
-
-def _canvas_parts(data: str | bytes) -> CanvasParts:
-    if len(data) > MAX_DOCUMENT_BYTES:
-        return canvas.read_canvas(data)
-    return _cached_canvas_parts(data)
-
-
-@lru_cache(maxsize=8)
-def _cached_canvas_parts(data: str | bytes) -> CanvasParts:
-    return canvas.read_canvas(data)
 
 
 def _canvas_cross_check(parts: CanvasParts, entries: list[Entry]) -> tuple[list[str], list[str]]:
