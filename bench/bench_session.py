@@ -72,17 +72,40 @@ TARGET_STATUS_S = 0.3
 # ---------------------------------------------------------------------------------------
 
 SEGMENTS = [
-    "commuters", "hauliers", "day-trippers", "island residents", "coach operators",
-    "cyclists", "students", "second-home owners", "tour groups", "business travellers",
+    "commuters",
+    "hauliers",
+    "day-trippers",
+    "island residents",
+    "coach operators",
+    "cyclists",
+    "students",
+    "second-home owners",
+    "tour groups",
+    "business travellers",
 ]
 FACTORS = [
-    "punctuality", "fare levels", "booking flexibility", "onboard wifi", "vehicle deck space",
-    "connections to buses", "refund speed", "loyalty discounts", "cabin comfort",
-    "timetable frequency", "winter reliability", "accessible boarding",
+    "punctuality",
+    "fare levels",
+    "booking flexibility",
+    "onboard wifi",
+    "vehicle deck space",
+    "connections to buses",
+    "refund speed",
+    "loyalty discounts",
+    "cabin comfort",
+    "timetable frequency",
+    "winter reliability",
+    "accessible boarding",
 ]
 SOURCES = [
-    "passenger survey", "haulier interviews", "booking data", "annual accounts",
-    "tourism board report", "stakeholder workshop", "complaints log", "competitor scan",
+    "passenger survey",
+    "haulier interviews",
+    "booking data",
+    "annual accounts",
+    "tourism board report",
+    "stakeholder workshop",
+    "complaints log",
+    "competitor scan",
 ]
 ROUTES = ["Harbourside-Northisle", "Port Fell-Kilbride", "Southwick-Eastholm", "Ardmore-Lune"]
 COMMENTS = [
@@ -208,8 +231,12 @@ def reading_session(
             if k > 1:
                 note = note_doc(rng, titles[k - 1], rng.randint(*note_bytes))
                 content.append(
-                    _call(f"toolu_write_{k - 1:03d}", "write",
-                          file_path=f"notes/source-{k - 1:03d}.md", content=note)
+                    _call(
+                        f"toolu_write_{k - 1:03d}",
+                        "write",
+                        file_path=f"notes/source-{k - 1:03d}.md",
+                        content=note,
+                    )
                 )
             content.append(
                 _call(f"toolu_read_{k:03d}", "read", file_path=f"resources/source-{k:03d}.md")
@@ -241,33 +268,74 @@ def paging_session(megabytes: float = 1.5, seed: int = 11) -> Session:
         size += len(line.encode())
     pages.append((start, len(lines)))
     steps: list[dict[str, Any]] = [
-        {"reply": {"content": [_text("Listing the research."),
-                               _call("toolu_glob", "glob", pattern="**/*.md", path="resources")]}},
-        {"expect": {"tool_results": {"toolu_glob": {"contains": "survey-raw-2026"}}},
-         "reply": {"content": [_text("Reading the survey export."),
-                               _call("toolu_whole", "read", file_path=big)]}},
-        {"expect": {"tool_results": {"toolu_whole": {"is_error": True, "contains": "view_range"}}},
-         "reply": {"content": [_text("Too big to read whole: searching it first."),
-                               _call("toolu_grep", "grep", pattern="refund took", path=big)]}},
+        {
+            "reply": {
+                "content": [
+                    _text("Listing the research."),
+                    _call("toolu_glob", "glob", pattern="**/*.md", path="resources"),
+                ]
+            }
+        },
+        {
+            "expect": {"tool_results": {"toolu_glob": {"contains": "survey-raw-2026"}}},
+            "reply": {
+                "content": [
+                    _text("Reading the survey export."),
+                    _call("toolu_whole", "read", file_path=big),
+                ]
+            },
+        },
+        {
+            "expect": {
+                "tool_results": {"toolu_whole": {"is_error": True, "contains": "view_range"}}
+            },
+            "reply": {
+                "content": [
+                    _text("Too big to read whole: searching it first."),
+                    _call("toolu_grep", "grep", pattern="refund took", path=big),
+                ]
+            },
+        },
     ]
     previous = "toolu_grep"
     for index, (first, last) in enumerate(pages, 1):
         content = [_text(f"Reading lines {first}-{last} of the export.")]
         if index > 1:
-            content.append(_call(f"toolu_note_{index - 1}", "write",
-                                 file_path=f"notes/survey-page-{index - 1}.md",
-                                 content=note_doc(rng, f"survey page {index - 1}", 900)))
-        content.append(_call(f"toolu_page_{index}", "read", file_path=big,
-                             view_range=[first, last]))
+            content.append(
+                _call(
+                    f"toolu_note_{index - 1}",
+                    "write",
+                    file_path=f"notes/survey-page-{index - 1}.md",
+                    content=note_doc(rng, f"survey page {index - 1}", 900),
+                )
+            )
+        content.append(
+            _call(f"toolu_page_{index}", "read", file_path=big, view_range=[first, last])
+        )
         marker = lines[first - 1].strip()[:40]
-        steps.append({"expect": {"tool_results": {previous: {"is_error": False}}},
-                      "reply": {"content": content}})
+        steps.append(
+            {
+                "expect": {"tool_results": {previous: {"is_error": False}}},
+                "reply": {"content": content},
+            }
+        )
         previous = f"toolu_page_{index}"
         steps[-1]["_marker"] = (previous, marker)
-    steps.append({"reply": {"content": [
-        _text("Writing the summary of the export."),
-        _call(f"toolu_note_{len(pages)}", "write", file_path=f"notes/survey-page-{len(pages)}.md",
-              content=note_doc(rng, f"survey page {len(pages)}", 900))]}})
+    steps.append(
+        {
+            "reply": {
+                "content": [
+                    _text("Writing the summary of the export."),
+                    _call(
+                        f"toolu_note_{len(pages)}",
+                        "write",
+                        file_path=f"notes/survey-page-{len(pages)}.md",
+                        content=note_doc(rng, f"survey page {len(pages)}", 900),
+                    ),
+                ]
+            }
+        }
+    )
     steps.append({"reply": {"content": [_text("The export is read; notes are in notes/.")]}})
     # Each page read is checked by the step after it: its first respondent must be there.
     for at, step in enumerate(steps):
@@ -275,7 +343,9 @@ def paging_session(megabytes: float = 1.5, seed: int = 11) -> Session:
         if marked is not None:
             steps[at + 1].setdefault("expect", {"tool_results": {}})
             steps[at + 1]["expect"]["tool_results"][marked[0]] = {
-                "is_error": False, "contains": marked[1]}
+                "is_error": False,
+                "contains": marked[1],
+            }
     return Session("paging-1.5MB", files, steps)
 
 
@@ -375,8 +445,12 @@ def flatten(body: Mapping[str, Any]) -> list[tuple[str, int]]:
     out = []
     for origin, block in items:
         bare = {k: v for k, v in block.items() if k != "cache_control"}
-        out.append((json.dumps([origin, bare], sort_keys=True),
-                    math.ceil(len(json.dumps(bare, sort_keys=True)) / 4)))
+        out.append(
+            (
+                json.dumps([origin, bare], sort_keys=True),
+                math.ceil(len(json.dumps(bare, sort_keys=True)) / 4),
+            )
+        )
     return out
 
 
@@ -432,11 +506,22 @@ def cache_stats(bodies: list[dict[str, Any]], usages: list[dict[str, Any]]) -> C
             read_share += min(r, common)
         prev_size = sum(t for _, t in previous)
         if number > 1 and common < prev_size:  # the previous request is not a prefix: cleared
-            new = sum(t for _, t in blocks[len(previous):])
+            new = sum(t for _, t in blocks[len(previous) :])
             normal = (size - new) * BILLED["read"] + new * BILLED["write"]
             shrink = prev_size - (size - new)
-            clearings.append(Clearing(number, prev_size, size, new, r, w, common,
-                                      billed - normal, shrink * BILLED["read"]))
+            clearings.append(
+                Clearing(
+                    number,
+                    prev_size,
+                    size,
+                    new,
+                    r,
+                    w,
+                    common,
+                    billed - normal,
+                    shrink * BILLED["read"],
+                )
+            )
         total += size
         read += r
         written += w
@@ -446,9 +531,20 @@ def cache_stats(bodies: list[dict[str, Any]], usages: list[dict[str, Any]]) -> C
         if size > largest:
             largest, largest_at = size, number
         previous = blocks
-    return CacheStats(len(bodies), total, repeated, read, written, uncached,
-                      read_share / repeated if repeated else 0.0, billed_cached, billed_off,
-                      largest, largest_at, clearings)
+    return CacheStats(
+        len(bodies),
+        total,
+        repeated,
+        read,
+        written,
+        uncached,
+        read_share / repeated if repeated else 0.0,
+        billed_cached,
+        billed_off,
+        largest,
+        largest_at,
+        clearings,
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -494,19 +590,32 @@ class Run:
         return self._cache
 
 
-def run_client(kind: str, session: Session, spec: dict[str, Any] | None = None,
-               *, profile_dump: str | None = None) -> Run:
+def run_client(
+    kind: str,
+    session: Session,
+    spec: dict[str, Any] | None = None,
+    *,
+    profile_dump: str | None = None,
+) -> Run:
     """Serve `session` and drive it with client `kind` in a child process."""
     run = Run(kind)
     with tempfile.TemporaryDirectory(prefix="bmc-bench-") as tmp:
         workspace = build_project(Path(tmp), session)
         with TimedModel(session.scenario) as model:
-            child_spec = {**(spec or {}), "kind": kind, "base_url": model.base_url,
-                          "workspace": str(workspace), "profile_dump": profile_dump}
+            child_spec = {
+                **(spec or {}),
+                "kind": kind,
+                "base_url": model.base_url,
+                "workspace": str(workspace),
+                "profile_dump": profile_dump,
+            }
             run.launched = time.perf_counter()
             proc = subprocess.run(
                 [sys.executable, str(Path(__file__).resolve()), "--child"],
-                input=json.dumps(child_spec), capture_output=True, text=True, timeout=600,
+                input=json.dumps(child_spec),
+                capture_output=True,
+                text=True,
+                timeout=600,
             )
             lines = proc.stdout.strip().splitlines()
             try:
@@ -566,8 +675,9 @@ class PlainTools:
         def unused(**_: Any) -> str:
             raise RuntimeError("this session never calls it")
 
-        def edit(file_path: str, old_string: str, new_string: str,
-                 replace_all: bool | None = None) -> str:
+        def edit(
+            file_path: str, old_string: str, new_string: str, replace_all: bool | None = None
+        ) -> str:
             return unused()
 
         def glob(pattern: str, path: str | None = None) -> str:
@@ -579,8 +689,14 @@ class PlainTools:
         def request_agreement(document: str, scope_notes: str | None = None) -> str:
             return unused()
 
-        return {"read": self.read, "write": self.write, "edit": edit, "glob": glob,
-                "grep": grep, "request_agreement": request_agreement}
+        return {
+            "read": self.read,
+            "write": self.write,
+            "edit": edit,
+            "glob": glob,
+            "grep": grep,
+            "request_agreement": request_agreement,
+        }
 
 
 class _Quiet:
@@ -605,15 +721,20 @@ def child_bmc(spec: dict[str, Any]) -> str:
     from bmc.workspace import locate
 
     project = locate(Path(spec["workspace"]), ORG, PROJECT)
-    client = anthropic.Anthropic(base_url=spec["base_url"], api_key="bench", max_retries=4,
-                                 timeout=anthropic.Timeout(120.0, connect=10.0))
+    client = anthropic.Anthropic(
+        base_url=spec["base_url"],
+        api_key="bench",
+        max_retries=4,
+        timeout=anthropic.Timeout(120.0, connect=10.0),
+    )
     _instrument()
     with open(os.devnull, "w", encoding="utf-8") as sink:
         display = TerminalDisplay(Console(file=sink, highlight=False))
         _mark("before")
         with ProjectLock(project).hold("bench"):
-            session = runner.start(project, SKILL, runner.RunOptions(client=client), display,
-                                   _Quiet())
+            session = runner.start(
+                project, SKILL, runner.RunOptions(client=client), display, _Quiet()
+            )
     return session.status
 
 
@@ -685,16 +806,23 @@ def child_bare(spec: dict[str, Any]) -> str:
     _mark("before")
     while True:
         last = messages[-1]
-        marked = {**last, "content": [*last["content"][:-1],
-                                      {**last["content"][-1], "cache_control": cache}]}
-        with client.messages.stream(model=spec["model"], max_tokens=spec["max_tokens"],
-                                    system=system, tools=spec["tools"],
-                                    messages=[*messages[:-1], marked]) as stream:
+        marked = {
+            **last,
+            "content": [*last["content"][:-1], {**last["content"][-1], "cache_control": cache}],
+        }
+        with client.messages.stream(
+            model=spec["model"],
+            max_tokens=spec["max_tokens"],
+            system=system,
+            tools=spec["tools"],
+            messages=[*messages[:-1], marked],
+        ) as stream:
             for _event in stream:
                 pass
             reply = stream.get_final_message()
         content = [
-            _text(b.text) if b.type == "text"
+            _text(b.text)
+            if b.type == "text"
             else {"type": "tool_use", "id": b.id, "name": b.name, "input": b.input}
             for b in reply.content
         ]
@@ -702,9 +830,13 @@ def child_bare(spec: dict[str, Any]) -> str:
         if reply.stop_reason != "tool_use":
             return str(reply.stop_reason)
         results = [
-            {"type": "tool_result", "tool_use_id": b["id"],
-             "content": tools[b["name"]](**b["input"])}
-            for b in content if b["type"] == "tool_use"
+            {
+                "type": "tool_result",
+                "tool_use_id": b["id"],
+                "content": tools[b["name"]](**b["input"]),
+            }
+            for b in content
+            if b["type"] == "tool_use"
         ]
         messages.append({"role": "user", "content": results})
 
@@ -721,18 +853,30 @@ def child_pydantic_ai(spec: dict[str, Any], cached: bool) -> str:
     from pydantic_ai.usage import UsageLimits
 
     functions = PlainTools(Path(spec["workspace"])).functions()
-    model = AnthropicModel(spec["model"],
-                           provider=AnthropicProvider(base_url=spec["base_url"], api_key="bench"))
-    tools = [Tool.from_schema(functions[d["name"]], name=d["name"], description=d["description"],
-                              json_schema=d["input_schema"]) for d in spec["tools"]]
+    model = AnthropicModel(
+        spec["model"], provider=AnthropicProvider(base_url=spec["base_url"], api_key="bench")
+    )
+    tools = [
+        Tool.from_schema(
+            functions[d["name"]],
+            name=d["name"],
+            description=d["description"],
+            json_schema=d["input_schema"],
+        )
+        for d in spec["tools"]
+    ]
     agent = Agent(model, system_prompt=spec["system"], tools=tools)
     settings = AnthropicModelSettings(max_tokens=spec["max_tokens"])
     if cached:
-        settings.update(anthropic_cache=True, anthropic_cache_instructions=True,
-                        anthropic_cache_tool_definitions=True)
+        settings.update(
+            anthropic_cache=True,
+            anthropic_cache_instructions=True,
+            anthropic_cache_tool_definitions=True,
+        )
     _mark("before")
-    result = agent.run_sync(spec["opening"], model_settings=settings,
-                            usage_limits=UsageLimits(request_limit=None))
+    result = agent.run_sync(
+        spec["opening"], model_settings=settings, usage_limits=UsageLimits(request_limit=None)
+    )
     return "end_turn" if result.output else "empty"
 
 
@@ -743,13 +887,25 @@ def child_tool_runner(spec: dict[str, Any], cached: bool) -> str:
 
     functions = PlainTools(Path(spec["workspace"])).functions()
     client = anthropic.Anthropic(base_url=spec["base_url"], api_key="bench", max_retries=4)
-    tools = [BetaFunctionTool(functions[d["name"]], name=d["name"], description=d["description"],
-                              input_schema=d["input_schema"]) for d in spec["tools"]]
+    tools = [
+        BetaFunctionTool(
+            functions[d["name"]],
+            name=d["name"],
+            description=d["description"],
+            input_schema=d["input_schema"],
+        )
+        for d in spec["tools"]
+    ]
     extra: dict[str, Any] = {"cache_control": {"type": "ephemeral"}} if cached else {}
     _mark("before")
     runner = client.beta.messages.tool_runner(
-        model=spec["model"], max_tokens=spec["max_tokens"], system=spec["system"], tools=tools,
-        messages=[{"role": "user", "content": [_text(spec["opening"])]}], thread=False, **extra,
+        model=spec["model"],
+        max_tokens=spec["max_tokens"],
+        system=spec["system"],
+        tools=tools,
+        messages=[{"role": "user", "content": [_text(spec["opening"])]}],
+        thread=False,
+        **extra,
     )
     stop = None
     for message in runner:
@@ -839,8 +995,9 @@ def time_command(argv: list[str], runs: int, cwd: Path | None = None) -> list[fl
 def import_costs(argv: list[str]) -> list[tuple[str, float]]:
     """The costliest imports of a command (python -X importtime, cumulative): bmc's modules
     and third-party packages (their top module), at any depth."""
-    done = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", *argv], capture_output=True, text=True, check=False
+    )
     costs: dict[str, float] = {}
     for line in done.stderr.splitlines():
         match = re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\s*)(\S+)", line)
@@ -859,8 +1016,15 @@ def startup(runs: int) -> dict[str, Any]:
     out: dict[str, Any] = {"rows": []}
     with tempfile.TemporaryDirectory(prefix="bmc-bench-status-") as tmp:
         workspace = prepare_workspace(Path(tmp) / "ws")
-        status = ["status", "--workspace", str(workspace), "--org", DEMO_ORG,
-                  "--project", DEMO_PROJECT]
+        status = [
+            "status",
+            "--workspace",
+            str(workspace),
+            "--org",
+            DEMO_ORG,
+            "--project",
+            DEMO_PROJECT,
+        ]
         for label, prefix in _bmc_commands():
             for name, args in (("bmc --help", ["--help"]), ("bmc status", status)):
                 times = time_command([*prefix, *args], runs)
@@ -902,12 +1066,16 @@ def machine() -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    versions = ", ".join(f"{name} {_version(name)}" for name in
-                         ("anthropic", "httpx2", "pydantic", "pydantic-ai-slim", "bmc"))
-    return (f"- CPU: {cpu}, {os.cpu_count()} cores; {platform.system()} {platform.release()}\n"
-            f"- Python {platform.python_version()} ({platform.python_implementation()}); "
-            f"{versions}\n- load average at start: {load} (the machine is shared: other "
-            "test runs may overlap this one)")
+    versions = ", ".join(
+        f"{name} {_version(name)}"
+        for name in ("anthropic", "httpx2", "pydantic", "pydantic-ai-slim", "bmc")
+    )
+    return (
+        f"- CPU: {cpu}, {os.cpu_count()} cores; {platform.system()} {platform.release()}\n"
+        f"- Python {platform.python_version()} ({platform.python_implementation()}); "
+        f"{versions}\n- load average at start: {load} (the machine is shared: other "
+        "test runs may overlap this one)"
+    )
 
 
 def _k(tokens: float) -> str:
@@ -947,8 +1115,10 @@ def _same_content(run: Run, reference: Run) -> str:
         return {
             "system": [block(b) for b in _blocks(body.get("system"))],
             "tools": [block(t) for t in body.get("tools") or []],
-            "messages": [{"role": m["role"], "content": [block(b) for b in _blocks(m["content"])]}
-                         for m in body.get("messages") or []],
+            "messages": [
+                {"role": m["role"], "content": [block(b) for b in _blocks(m["content"])]}
+                for m in body.get("messages") or []
+            ],
         }
 
     if len(run.bodies) != len(reference.bodies):
@@ -985,35 +1155,61 @@ def section_cache(say: Report, run: Run) -> None:
     met = stats.efficiency >= TARGET_EFFICIENCY
     say("## 1. Prompt-cache efficiency, 100-turn session, default settings")
     say()
-    say("Each turn writes a note on the resource read the turn before and reads the next one "
+    say(
+        "Each turn writes a note on the resource read the turn before and reads the next one "
         "(resources 2.5-5 KB, notes 0.6-1.2 KB). *Repeated* is the common prefix of each "
         "request with the request before it; *efficiency* is the share of it read from the "
         "cache. Billed-token equivalent: input 1x, cache writes 1.25x, cache reads 0.1x; "
-        "caching off bills every input token at 1x (the same requests without breakpoints).")
+        "caching off bills every input token at 1x (the same requests without breakpoints)."
+    )
     say()
     say.table(
-        ["requests", "input tokens (all requests)", "repeated", "read from cache", "written",
-         "uncached", "efficiency", "billed, cached", "billed, caching off", "cached / off"],
-        [[stats.requests, _k(stats.total), _k(stats.repeated), _k(stats.read),
-          _k(stats.written), _k(stats.uncached), f"**{stats.efficiency:.2%}**",
-          _k(stats.billed_cached), _k(stats.billed_off),
-          f"{stats.billed_cached / stats.billed_off:.3f}"]],
+        [
+            "requests",
+            "input tokens (all requests)",
+            "repeated",
+            "read from cache",
+            "written",
+            "uncached",
+            "efficiency",
+            "billed, cached",
+            "billed, caching off",
+            "cached / off",
+        ],
+        [
+            [
+                stats.requests,
+                _k(stats.total),
+                _k(stats.repeated),
+                _k(stats.read),
+                _k(stats.written),
+                _k(stats.uncached),
+                f"**{stats.efficiency:.2%}**",
+                _k(stats.billed_cached),
+                _k(stats.billed_off),
+                f"{stats.billed_cached / stats.billed_off:.3f}",
+            ]
+        ],
     )
-    say(f"Target: at least {TARGET_EFFICIENCY:.0%}: **{'met' if met else 'missed'}**. "
+    say(
+        f"Target: at least {TARGET_EFFICIENCY:.0%}: **{'met' if met else 'missed'}**. "
         f"Largest request: {_k(stats.largest)} tokens (request {stats.largest_at}); "
-        f"clearings: {len(stats.clearings)}.")
+        f"clearings: {len(stats.clearings)}."
+    )
     say()
 
 
 def section_overhead(say: Report) -> dict[int, Run]:
     say("## 2. Runner overhead per turn (bmc), from the scripted model's side")
     say()
-    say("Per turn: the gap between the end of one answer and the arrival of the next request, "
+    say(
+        "Per turn: the gap between the end of one answer and the arrival of the next request, "
         "i.e. wall time minus the scripted model's own time. The first request (from "
         "launching the client process: interpreter, imports, session set-up) and the first "
         "gap (one-off warm-up: lazy imports, first tool call) are shown apart; median, p95 "
         "and max are over the other turns. Peak memory is the client "
-        "process's VmHWM; *growth* is peak minus the resident size just before the session.")
+        "process's VmHWM; *growth* is peak minus the resident size just before the session."
+    )
     say()
     rows, done = [], {}
     for turns in (10, 50, 200):
@@ -1022,18 +1218,37 @@ def section_overhead(say: Report) -> dict[int, Run]:
             rows.append([turns, run.error, *[""] * 9])
             continue
         gaps, child = run.gaps_ms, run.child
-        rows.append([
-            turns, _ms(gaps, 0.5), _ms(gaps, 0.95), f"{max(gaps):.1f}",
-            f"{run.all_gaps_ms[0]:.0f}", f"{run.spans[0][0] - run.launched:.2f} s",
-            f"{run.served_s / len(run.spans) * 1000:.1f}",
-            f"{child['peak_rss_kb'] / 1024:.0f} MB",
-            f"{(child['peak_rss_kb'] - child.get('before_rss_kb', 0)) / 1024:.1f} MB",
-            f"{run.cache().largest / 1000:.0f}k",
-            "{:.1f} ({:.1f} calls)".format(*run.timing(FSYNC_LABEL)),
-        ])
-    say.table(["turns", "median ms", "p95 ms", "max ms", "1st gap ms",
-               "launch to 1st request", "scripted model ms/request", "peak RSS",
-               "growth", "largest request (tokens)", "of a turn, fsync ms (mean)"], rows)
+        rows.append(
+            [
+                turns,
+                _ms(gaps, 0.5),
+                _ms(gaps, 0.95),
+                f"{max(gaps):.1f}",
+                f"{run.all_gaps_ms[0]:.0f}",
+                f"{run.spans[0][0] - run.launched:.2f} s",
+                f"{run.served_s / len(run.spans) * 1000:.1f}",
+                f"{child['peak_rss_kb'] / 1024:.0f} MB",
+                f"{(child['peak_rss_kb'] - child.get('before_rss_kb', 0)) / 1024:.1f} MB",
+                f"{run.cache().largest / 1000:.0f}k",
+                "{:.1f} ({:.1f} calls)".format(*run.timing(FSYNC_LABEL)),
+            ]
+        )
+    say.table(
+        [
+            "turns",
+            "median ms",
+            "p95 ms",
+            "max ms",
+            "1st gap ms",
+            "launch to 1st request",
+            "scripted model ms/request",
+            "peak RSS",
+            "growth",
+            "largest request (tokens)",
+            "of a turn, fsync ms (mean)",
+        ],
+        rows,
+    )
     return done
 
 
@@ -1042,14 +1257,16 @@ def section_loops(say: Report, runs: dict[str, list[Run]], rounds: int) -> float
     (NaN when either failed)."""
     say("## 3. The same 100-turn session, other loops (ratios to the bare loop, same run)")
     say()
-    say(f"{rounds} interleaved rounds; per-turn figures pool the steady turns of every round. "
+    say(
+        f"{rounds} interleaved rounds; per-turn figures pool the steady turns of every round. "
         "All loops get bmc's system prompt, tool definitions and first message (taken from "
         "bmc's first request) and run the same tool calls; *content* says whether a loop's "
         "requests carried the same system, tools and messages as bmc's, cache_control and "
         "equivalent spellings aside. The tool runner's and pydantic-ai's automatic caching "
         "use the API's top-level `cache_control`, which the scripted model does not simulate: "
         "the bench applies the API's rule (a breakpoint on the last block) before the "
-        "scripted model's accounting.")
+        "scripted model's accounting."
+    )
     say()
     reference = next((r for r in runs["bmc"] if not r.error), None)
     base = [g for r in runs["bare"] if not r.error for g in r.gaps_ms]
@@ -1064,17 +1281,33 @@ def section_loops(say: Report, runs: dict[str, list[Run]], rounds: int) -> float
         gaps = [g for r in done for g in r.gaps_ms]
         cs, bs = done[0].cache(), base_run.cache()
         stream = "yes" if done[0].bodies[0].get("stream") else "no"
-        rows.append([
-            LABELS[kind], _ms(gaps, 0.5), _ms(gaps, 0.95),
-            f"**{percentile(gaps, 0.5) / percentile(base, 0.5):.2f}x**",
-            f"{percentile(gaps, 0.95) / percentile(base, 0.95):.2f}x",
-            f"{cs.efficiency:.2%}", f"{cs.billed_cached / cs.billed_off:.3f}",
-            f"{cs.billed_cached / bs.billed_cached:.2f}x",
-            f"{stream}; {_same_content(done[0], reference)}",
-        ])
-    say.table(["loop", "median ms/turn", "p95 ms/turn", "median vs bare", "p95 vs bare",
-               "cache efficiency", "billed / caching off", "billed vs bare",
-               "streams; content vs bmc"], rows)
+        rows.append(
+            [
+                LABELS[kind],
+                _ms(gaps, 0.5),
+                _ms(gaps, 0.95),
+                f"**{percentile(gaps, 0.5) / percentile(base, 0.5):.2f}x**",
+                f"{percentile(gaps, 0.95) / percentile(base, 0.95):.2f}x",
+                f"{cs.efficiency:.2%}",
+                f"{cs.billed_cached / cs.billed_off:.3f}",
+                f"{cs.billed_cached / bs.billed_cached:.2f}x",
+                f"{stream}; {_same_content(done[0], reference)}",
+            ]
+        )
+    say.table(
+        [
+            "loop",
+            "median ms/turn",
+            "p95 ms/turn",
+            "median vs bare",
+            "p95 vs bare",
+            "cache efficiency",
+            "billed / caching off",
+            "billed vs bare",
+            "streams; content vs bmc",
+        ],
+        rows,
+    )
     bmc_gaps = [g for r in runs["bmc"] if not r.error for g in r.gaps_ms]
     if not bmc_gaps or not base:
         return float("nan")
@@ -1082,77 +1315,93 @@ def section_loops(say: Report, runs: dict[str, list[Run]], rounds: int) -> float
     rounds_ratio = [
         f"{percentile(m.gaps_ms, 0.5) / percentile(b.gaps_ms, 0.5):.2f}x "
         f"(bmc's fsync calls: {m.timing(fsync)[0]:.1f} ms per turn)"
-        for m, b in zip(runs["bmc"], runs["bare"], strict=False) if not (m.error or b.error)
+        for m, b in zip(runs["bmc"], runs["bare"], strict=False)
+        if not (m.error or b.error)
     ]
-    say("Round by round, bmc's median over the bare loop's: " + "; ".join(rounds_ratio)
+    say(
+        "Round by round, bmc's median over the bare loop's: "
+        + "; ".join(rounds_ratio)
         + ". Turn times on this shared machine vary from run to run, bmc's most, because "
-        "its fsync calls wait on other processes' disk writes.")
+        "its fsync calls wait on other processes' disk writes."
+    )
     say()
     ratio = percentile(bmc_gaps, 0.5) / percentile(base, 0.5)
-    say(f"Target: bmc's per-turn median at most {TARGET_RATIO}x the bare loop's: "
+    say(
+        f"Target: bmc's per-turn median at most {TARGET_RATIO}x the bare loop's: "
         f"**{'met' if ratio <= TARGET_RATIO else 'missed'}** ({ratio:.2f}x; "
-        f"{percentile(bmc_gaps, 0.5):.1f} ms against {percentile(base, 0.5):.1f} ms).")
+        f"{percentile(bmc_gaps, 0.5):.1f} ms against {percentile(base, 0.5):.1f} ms)."
+    )
     say()
     return percentile(bmc_gaps, 0.5) - percentile(base, 0.5) if ratio > TARGET_RATIO else 0.0
 
 
-def section_breakdown(say: Report, bmc_runs: list[Run], extra_ms: float,
-                      bare_ms: float) -> None:
+def section_breakdown(say: Report, bmc_runs: list[Run], extra_ms: float, bare_ms: float) -> None:
     """Where bmc's turn goes, from the timers in its runs above."""
     done = [r for r in bmc_runs if not r.error and r.child.get("timings")]
     if not done:
         return
-    say("Where bmc's client time goes, from timers around its own work in the runs above "
+    say(
+        "Where bmc's client time goes, from timers around its own work in the runs above "
         "(about a microsecond a call; means over the steady turns of every round). Indented "
         "rows are inside the row above; the rest of a turn is the SDK finishing the stream "
         "and building and sending the next request, and the loop itself, which the bare "
-        "loop pays too.")
+        "loop pays too."
+    )
     say()
-    per_turn = {label: statistics.mean(r.timing(label)[0] for r in done)
-                for label, *_ in INSTRUMENTED}
-    calls = {label: statistics.mean(r.timing(label)[1] for r in done)
-             for label, *_ in INSTRUMENTED}
+    per_turn = {
+        label: statistics.mean(r.timing(label)[0] for r in done) for label, *_ in INSTRUMENTED
+    }
+    calls = {label: statistics.mean(r.timing(label)[1] for r in done) for label, *_ in INSTRUMENTED}
     gap = statistics.mean(g for r in done for g in r.gaps_ms)
     top = [label for label, *_ in INSTRUMENTED if not label.startswith((" ", "os."))]
     own = sum(per_turn[label] for label in top)
     rows = [["all client time per turn (mean)", f"{gap:.2f}", ""]]
-    rows += [[label.replace("  ", "&nbsp;&nbsp;"), f"{per_turn[label]:.2f}",
-              f"{calls[label]:.1f}"] for label, *_ in INSTRUMENTED]
+    rows += [
+        [label.replace("  ", "&nbsp;&nbsp;"), f"{per_turn[label]:.2f}", f"{calls[label]:.1f}"]
+        for label, *_ in INSTRUMENTED
+    ]
     rows.append(["everything else (SDK, loop)", f"{gap - own:.2f}", ""])
     say.table(["where", "ms per turn", "calls per turn"], rows)
     if extra_ms <= 0:
         return
     ranked = sorted(((per_turn[label], label) for label in top), reverse=True)
     fsync_ms, fsync_calls = per_turn[FSYNC_LABEL], calls[FSYNC_LABEL]
-    say(f"Cause: bmc's median turn takes {extra_ms:.1f} ms more than the bare loop's. bmc's "
+    say(
+        f"Cause: bmc's median turn takes {extra_ms:.1f} ms more than the bare loop's. bmc's "
         f"own work adds up to {own:.1f} ms per turn on average, led by "
         + ", ".join(f"{label.split(' (')[0]} ({ms:.1f} ms)" for ms, label in ranked[:3])
         + f". Of that, {fsync_ms:.1f} ms is {fsync_calls:.1f} fsync calls "
         f"({fsync_ms / max(fsync_calls, 1e-9):.2f} ms each on this disk during these runs; "
         "other processes' writes make that vary tenfold). Fixes, outside bench/ (so "
-        "proposed, not made):")
+        "proposed, not made):"
+    )
     say()
-    say("- journal (journal.py, session.py, agent.py): one fsync per turn instead of one per "
+    say(
+        "- journal (journal.py, session.py, agent.py): one fsync per turn instead of one per "
         "record: write each record at once (a process kill loses nothing once write() "
         "returned; only a power loss needs the fsync) and sync the journal just before the "
-        "next request goes out (a `Recorder.sync()` that `Agent.run` calls before `_query`).")
-    say("- estimate_tokens (agent.py): it serialises the whole conversation every turn, so "
-        "it grows with the session; keep a running size, adding each message's length as it "
-        "is appended and recounting only after a clearing.")
-    say("- display (ui.py): `TerminalDisplay.tool` renders rich markup even when the output "
-        "is piped or discarded; write plain text when the console is not a terminal.")
-    say("- tools (tools.py, confine.py): `Toolbox.run` costs more than a plain read or write "
+        "next request goes out (a `Recorder.sync()` that `Agent.run` calls before `_query`)."
+    )
+    say(
+        "- display (ui.py): `TerminalDisplay.tool` renders rich markup even when the output "
+        "is piped or discarded; write plain text when the console is not a terminal."
+    )
+    say(
+        "- tools (tools.py, confine.py): `Toolbox.run` costs more than a plain read or write "
         "because each call checks its path twice (as spelled and canonical) and every write "
         "is atomic with two fsyncs (the file, then its folder). Both are wanted, but "
         "`Confinement._locate` resolves the four mount roots again on every call (resolve "
-        "them once per toolbox), and the folder's fsync could join the per-turn sync above.")
+        "them once per toolbox), and the folder's fsync could join the per-turn sync above."
+    )
     each = fsync_ms / max(fsync_calls, 1e-9)
     kept = 3 * each + per_turn[PATH_LABEL]
-    say(f"- Even with all of these, bmc's turn keeps work the bare loop does not do: the "
+    say(
+        f"- Even with all of these, bmc's turn keeps work the bare loop does not do: the "
         f"journal's fsync and the note's two ({3 * each:.1f} ms at this run's fsync "
         f"latency) and the path checks ({per_turn[PATH_LABEL]:.1f} ms as they are), "
         f"about {kept:.1f} ms against the {0.2 * bare_ms:.1f} ms that 1.2x of a "
-        f"{bare_ms:.1f} ms bare turn allows.")
+        f"{bare_ms:.1f} ms bare turn allows."
+    )
     say()
 
 
@@ -1161,16 +1410,19 @@ def section_bounds(say: Report, standard_200: Run) -> None:
     say()
     from bmc.agent import Limits
 
-    say(f"Window: {WINDOW_TOKENS:,} tokens; bmc's budget (`Limits.context_budget_tokens`) "
+    say(
+        f"Window: {WINDOW_TOKENS:,} tokens; bmc's budget (`Limits.context_budget_tokens`) "
         f"{Limits().context_budget_tokens:,}, past which old tool results are cleared in one "
         "step (`Agent._keep_inside_window`). A clearing makes the next request's prefix "
         "differ from the cached "
         "one, so that request writes its conversation anew; *one-off* is what it bills beyond "
         "a normal turn of its size (reading all but its new blocks), *saving* what each later "
-        "turn saves by reading a shorter prefix.")
+        "turn saves by reading a shorter prefix."
+    )
     say()
-    heavy = run_client("bmc", reading_session(200, seed=13, resource_bytes=(6000, 10000),
-                                              note_bytes=(800, 1600)))
+    heavy = run_client(
+        "bmc", reading_session(200, seed=13, resource_bytes=(6000, 10000), note_bytes=(800, 1600))
+    )
     paging = run_client("bmc", paging_session())
     rows, details = [], []
     for label, run in (
@@ -1183,23 +1435,61 @@ def section_bounds(say: Report, standard_200: Run) -> None:
             continue
         cs = run.cache()
         inside = "yes" if cs.largest <= WINDOW_TOKENS else "**NO**"
-        rows.append([label, cs.requests, f"{_k(cs.largest)} (request {cs.largest_at})", inside,
-                     len(cs.clearings), f"{cs.efficiency:.2%}",
-                     f"{cs.billed_cached / cs.billed_off:.3f}"])
+        rows.append(
+            [
+                label,
+                cs.requests,
+                f"{_k(cs.largest)} (request {cs.largest_at})",
+                inside,
+                len(cs.clearings),
+                f"{cs.efficiency:.2%}",
+                f"{cs.billed_cached / cs.billed_off:.3f}",
+            ]
+        )
         for c in cs.clearings:
             payback = c.one_off / c.saving_per_turn if c.saving_per_turn > 0 else float("inf")
-            details.append([label.split(" (")[0], c.request, f"{_k(c.before)} → {_k(c.after)}",
-                            _k(c.read), _k(c.written),
-                            f"{min(c.read, c.repeated) / c.repeated:.1%}" if c.repeated else "-",
-                            _k(c.one_off), _k(c.saving_per_turn), f"{payback:.1f}"])
-    say.table(["session", "requests", "largest request (tokens)", "inside the window",
-               "clearings", "cache efficiency", "billed / caching off"], rows)
+            details.append(
+                [
+                    label.split(" (")[0],
+                    c.request,
+                    f"{_k(c.before)} → {_k(c.after)}",
+                    _k(c.read),
+                    _k(c.written),
+                    f"{min(c.read, c.repeated) / c.repeated:.1%}" if c.repeated else "-",
+                    _k(c.one_off),
+                    _k(c.saving_per_turn),
+                    f"{payback:.1f}",
+                ]
+            )
+    say.table(
+        [
+            "session",
+            "requests",
+            "largest request (tokens)",
+            "inside the window",
+            "clearings",
+            "cache efficiency",
+            "billed / caching off",
+        ],
+        rows,
+    )
     if details:
         say("Each clearing:")
         say()
-        say.table(["session", "request", "request size before → after", "read", "written",
-                   "efficiency on this request", "one-off (billed tokens)",
-                   "saving per later turn", "turns to pay back"], details)
+        say.table(
+            [
+                "session",
+                "request",
+                "request size before → after",
+                "read",
+                "written",
+                "efficiency on this request",
+                "one-off (billed tokens)",
+                "saving per later turn",
+                "turns to pay back",
+            ],
+            details,
+        )
     if not heavy.error:
         clearing_findings(say, heavy)
 
@@ -1210,25 +1500,20 @@ def clearing_findings(say: Report, run: Run) -> None:
     if len(cs.clearings) < 2:
         return
     first, last = cs.clearings[0], cs.clearings[-1]
-    spacing = [b.request - a.request for a, b in zip(cs.clearings, cs.clearings[1:],
-                                                     strict=False)]
+    spacing = [b.request - a.request for a, b in zip(cs.clearings, cs.clearings[1:], strict=False)]
     own = sum(t for key, t in flatten(run.bodies[-1]) if key.startswith('["assistant"'))
-    say(f"In the read-heavy session, what is left after a clearing grows from "
-        f"{_k(first.after)} to {_k(last.after)} tokens, so clearings come closer together "
-        f"(every {', '.join(map(str, spacing))} turns) and each costs more: the one-off goes "
-        f"from {_k(first.one_off)} to {_k(last.one_off)} billed tokens, and the clearing "
-        f"request reads {_k(last.read)} of the {_k(last.repeated)} tokens it repeats. Two "
-        "causes, both in `src/bmc/agent.py`:")
-    say()
-    say("- After the first clearing, a clearing request reads only tools and system from the "
-        "cache. The prefix up to the results cleared last time is unchanged, but no "
-        "breakpoint stands near it, and the 20-block look-back from the new breakpoints "
-        "cannot reach it.")
-    say(f"- Clearing only touches tool results. The model's own messages stay whole, the notes "
-        f"it wrote among them (as `write` inputs): {_k(own)} of the last request's "
-        f"{_k(flatten_total(run.bodies[-1]))} tokens are assistant blocks. That floor "
-        "only grows; once it nears the budget, every turn clears and the cache breaks on "
-        "every turn.")
+    say(
+        f"In the read-heavy session, what is left after a clearing grows from "
+        f"{_k(first.after)} to {_k(last.after)} tokens (clearings every "
+        f"{', '.join(map(str, spacing))} turns); the one-off goes from {_k(first.one_off)} to "
+        f"{_k(last.one_off)} billed tokens, and the last clearing request reads "
+        f"{_k(last.read)} of the {_k(last.repeated)} tokens it repeats. `src/bmc/agent.py` "
+        "keeps a cache breakpoint where the previous clearing stopped (so a clearing reads "
+        "the unchanged prefix instead of writing it anew) and clears the long inputs of the "
+        "model's old `write`/`edit` calls along with old tool results (the files hold them). "
+        f"What still grows is the model's own prose: {_k(own)} of the last request's "
+        f"{_k(flatten_total(run.bodies[-1]))} tokens are assistant blocks."
+    )
     say()
 
 
@@ -1240,35 +1525,46 @@ def section_startup(say: Report, runs: int) -> None:
     say("## 5. Start-up (subprocess wall time)")
     say()
     up = startup(runs)
-    say(f"Median of {runs} runs after one warm-up; `bmc status` on a copy of the demo "
-        "workspace (tidewater/growth-2027, brief agreed).")
+    say(
+        f"Median of {runs} runs after one warm-up; `bmc status` on a copy of the demo "
+        "workspace (tidewater/growth-2027, brief agreed)."
+    )
     say()
-    say.table(["command", "how", "median s", "min s", "max s"],
-              [[n, how, f"{m:.3f}", f"{lo:.3f}", f"{hi:.3f}"] for n, how, m, lo, hi in up["rows"]])
+    say.table(
+        ["command", "how", "median s", "min s", "max s"],
+        [[n, how, f"{m:.3f}", f"{lo:.3f}", f"{hi:.3f}"] for n, how, m, lo, hi in up["rows"]],
+    )
     status_median = next(m for n, _, m, _, _ in up["rows"] if n == "bmc status")
-    say(f"Target: `bmc status` under {TARGET_STATUS_S} s (installed script): "
-        f"**{'met' if status_median < TARGET_STATUS_S else 'missed'}** ({status_median:.3f} s).")
+    say(
+        f"Target: `bmc status` under {TARGET_STATUS_S} s (installed script): "
+        f"**{'met' if status_median < TARGET_STATUS_S else 'missed'}** ({status_median:.3f} s)."
+    )
     say()
     imports = dict(up["imports"])
-    say(f"For scale: `python -c pass` takes {up['python']:.3f} s. The costliest imports of "
+    say(
+        f"For scale: `python -c pass` takes {up['python']:.3f} s. The costliest imports of "
         "`bmc status` (`python -X importtime`, cumulative, bmc's modules and third-party "
-        "packages at any depth; one run):")
+        "packages at any depth; one run):"
+    )
     say()
     say.table(["module", "s"], [[name, f"{seconds:.3f}"] for name, seconds in up["imports"]])
     if status_median >= TARGET_STATUS_S:
         sdk = "imports" if "anthropic" in imports else "does not import"
-        say(f"Cause: imports. `bmc status` {sdk} the SDK; importing `bmc.status` alone takes "
+        say(
+            f"Cause: imports. `bmc status` {sdk} the SDK; importing `bmc.status` alone takes "
             f"{imports.get('bmc.status', float('nan')):.3f} s, most of it `bmc.validate`, "
             "which imports the document schemas (`bmc.schemas.*`, pydantic models built at "
             "import) and rapidfuzz, even when every document's result is already in the "
             "validation cache (`.bmc/`). Proposed fix (validate.py, status.py): look the "
             "documents up in the cache first and import the schemas and grounding only for a "
-            "document whose content hash is not there.")
+            "document whose content hash is not there."
+        )
         say()
 
 
-NOTES_MARK = ("<!-- Below this line: notes written by hand, kept when the bench rewrites "
-              "this file. -->")
+NOTES_MARK = (
+    "<!-- Below this line: notes written by hand, kept when the bench rewrites this file. -->"
+)
 
 
 def write_results(path: Path, lines: list[str]) -> None:
@@ -1277,7 +1573,7 @@ def write_results(path: Path, lines: list[str]) -> None:
     if path.exists():
         old = path.read_text(encoding="utf-8")
         if NOTES_MARK in old:
-            kept = old[old.index(NOTES_MARK):]
+            kept = old[old.index(NOTES_MARK) :]
     path.write_text("\n".join(lines) + "\n" + kept, encoding="utf-8")
 
 
@@ -1288,15 +1584,30 @@ def _phase(began: float, name: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="interleaved rounds of the loop comparison (default 3)")
-    parser.add_argument("--startup-runs", type=int, default=7,
-                        help="timed runs of each start-up command (default 7)")
-    parser.add_argument("--profile-dump", metavar="FILE",
-                        help="also run bmc's 100-turn session under cProfile and keep the raw "
-                        "stats here (read them with python -m pstats FILE)")
-    parser.add_argument("--out", type=Path, default=HERE / "results.md",
-                        help="where to write the report (default bench/results.md)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="interleaved rounds of the loop comparison (default 3)",
+    )
+    parser.add_argument(
+        "--startup-runs",
+        type=int,
+        default=7,
+        help="timed runs of each start-up command (default 7)",
+    )
+    parser.add_argument(
+        "--profile-dump",
+        metavar="FILE",
+        help="also run bmc's 100-turn session under cProfile and keep the raw "
+        "stats here (read them with python -m pstats FILE)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=HERE / "results.md",
+        help="where to write the report (default bench/results.md)",
+    )
     args = parser.parse_args(argv)
     if args.child:
         return child_main()
@@ -1305,8 +1616,10 @@ def main(argv: list[str] | None = None) -> int:
     say = Report()
     say("# Session benchmark: prompt cache, runner overhead, context bounds, start-up")
     say()
-    say(f"Generated by `python bench/bench_session.py` on {dt.date.today().isoformat()}: the "
-        "scripted model (`bmc.scripted`) on loopback, each client in its own process.")
+    say(
+        f"Generated by `python bench/bench_session.py` on {dt.date.today().isoformat()}: the "
+        "scripted model (`bmc.scripted`) on loopback, each client in its own process."
+    )
     say()
     say(machine())
     say()
@@ -1332,8 +1645,11 @@ def main(argv: list[str] | None = None) -> int:
     section_bounds(say, by_length[200])
     _phase(began, "start-up")
     section_startup(say, args.startup_runs)
-    say(f"Bench wall time: {time.perf_counter() - began:.0f} s; load average at the end: "
-        + ", ".join(f"{x:.2f}" for x in os.getloadavg()) + ".")
+    say(
+        f"Bench wall time: {time.perf_counter() - began:.0f} s; load average at the end: "
+        + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        + "."
+    )
     say()
     write_results(args.out, say.lines)
     print(f"\nwrote {args.out}", file=sys.stderr)
@@ -1345,8 +1661,13 @@ def _spec_from(first: dict[str, Any]) -> dict[str, Any]:
     system = _blocks(first["system"])[0]["text"]
     tools = [_strip(t) for t in first["tools"]]
     opening = _blocks(first["messages"][0]["content"])[0]["text"]
-    return {"system": system, "tools": tools, "opening": opening, "model": first["model"],
-            "max_tokens": first["max_tokens"]}
+    return {
+        "system": system,
+        "tools": tools,
+        "opening": opening,
+        "model": first["model"],
+        "max_tokens": first["max_tokens"],
+    }
 
 
 if __name__ == "__main__":
