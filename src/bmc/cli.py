@@ -266,9 +266,8 @@ def _repair(project: Project, display: Any) -> None:
 
 
 def _print_table(headers: list[str], rows: list[list[Any]]) -> None:
-    """A table on stdout for the model-free commands. Not `ui.print_table`: importing `ui`
-    pulls in the file tools and, through them, the SDK, which these commands must not load
-    (SPEC section 8: they answer at once)."""
+    """A table on stdout for the model-free commands, which must not load the SDK (SPEC
+    section 8: they answer at once)."""
     from rich.console import Console
     from rich.table import Table
 

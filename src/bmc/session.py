@@ -8,7 +8,6 @@ a pause of days. One session writes to a project at a time (`ProjectLock`).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import re
@@ -25,10 +24,6 @@ from .journal import Journal, Record, read_journal
 from .usage import RunUsage, TurnUsage
 from .workspace import Project, atomic_write
 
-INTERRUPTED = (
-    "interrupted before this tool ran (the session stopped); call it again if still needed"
-)
-
 # Session states, as `bmc sessions` shows them.
 ACTIVE = "active"
 WAITING_CONSULTANT = "waiting for consultant"
@@ -43,10 +38,6 @@ INTERRUPTED_STATUS = "interrupted"
 
 def sessions_dir(project: Project) -> Path:
     return project.state_dir / "sessions"
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO
 
 from rich.console import Console
 from rich.live import Live
@@ -129,12 +129,3 @@ class Consultant:
 
 def _plain(prompt: str) -> str:
     return Console().render_str(prompt).plain if "[" in prompt else prompt
-
-
-def print_table(console: Console, headers: list[str], rows: list[list[Any]]) -> None:
-    from rich.table import Table
-
-    table = Table(*headers, show_lines=False)
-    for row in rows:
-        table.add_row(*(str(cell) for cell in row))
-    console.print(table)
