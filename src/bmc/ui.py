@@ -62,12 +62,18 @@ class TerminalDisplay:
 
     def tool(self, name: str, summary: str, outcome: ToolOutcome) -> None:
         label = f"{name} {summary}".strip()
+        shown = ""
         if outcome.is_error:
             lines = outcome.text.splitlines() or ["refused"]
             shown = "\n    ".join(lines[:4]) + ("\n    …" if len(lines) > 4 else "")
-            self.console.print(f"  [red]✗ {label}[/red]\n    [dim]{escape(shown)}[/dim]")
+        if not self.rich:  # piped: plain text, no markup to parse on every tool call
+            line = f"  ✗ {label}\n    {shown}" if outcome.is_error else f"  · {label}"
+            self.console.file.write(line + "\n")
+            return
+        if outcome.is_error:
+            self.console.print(f"  [red]✗ {escape(label)}[/red]\n    [dim]{escape(shown)}[/dim]")
         else:
-            self.console.print(f"  [dim]· {label}[/dim]")
+            self.console.print(f"  [dim]· {escape(label)}[/dim]")
 
     def notice(self, text: str) -> None:
         # soft_wrap: a command or path folded across lines cannot be copied.
