@@ -248,6 +248,17 @@ def test_web_page_drops_scripts_and_styles(project: Project) -> None:
     assert "Café crème" in results[1].resource.read_text("utf-8")
 
 
+def test_a_web_page_with_no_declared_charset_keeps_its_pound_signs(project: Project) -> None:
+    # Not UTF-8 and nothing declared: read as windows-1252, as a browser would, not guessed
+    # (a guess read this page as windows-1250 and turned the fare into "Ł9.50").
+    page = "<html><body><p>Off-peak: the peak fare is £9.50 – Café open.</p></body></html>"
+    (project.inbox_dir / "fares.html").write_bytes(page.encode("cp1252"))
+
+    [result] = import_files(project, [project.inbox_dir / "fares.html"], today=TODAY)
+
+    assert "the peak fare is £9.50 – Café open." in result.resource.read_text("utf-8")
+
+
 def test_a_file_outside_inbox_is_copied_there_and_cited_from_there(
     project: Project, tmp_path: Path
 ) -> None:

@@ -240,6 +240,9 @@ def test_hand_typed_draft_parses_to_the_canonical_one() -> None:
         ("  --Island Commuters--  ", "island-commuters"),
         ("Straße Ørsted Æble", "strasse-orsted-aeble"),
         ("Visitors (day-trippers), 2027", "visitors-day-trippers-2027"),
+        # Typographic punctuation separates words like its ASCII twin, never vanishes.
+        ("St Aidan’s Trust", "st-aidan-s-trust"),
+        ("Skerry–Holmsey commuters", "skerry-holmsey-commuters"),
     ],
 )
 def test_slug_of_a_title(title: str, slug: str) -> None:

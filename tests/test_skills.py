@@ -359,3 +359,11 @@ def test_loading_skills_does_not_import_the_model_sdk() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_skill_saved_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    # Windows editors often save UTF-8 with a BOM; the frontmatter is still there.
+    folder = write_skill(tmp_path, "bom-skill")
+    text = (folder / "SKILL.md").read_text("utf-8")
+    (folder / "SKILL.md").write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    assert load_skill("bom-skill", tmp_path).name == "bom-skill"

@@ -199,6 +199,11 @@ DEFECTS: dict[str, Defect] = {
         "Evidence",
         says="empty quote",
     ),
+    "evidence quoting a word or two": defect(
+        replaced('"71% want an alert at least 60 minutes before departure"', '"an alert"'),
+        "Evidence",
+        says="too short to show anything",
+    ),
     "evidence file missing": defect(
         replaced(
             'resources/passenger-survey-2026.md`: "71%', 'resources/passenger-survey.md`: "71%'

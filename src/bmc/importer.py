@@ -29,7 +29,6 @@ import datetime as dt
 import io
 import logging
 import re
-import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from typing import Any
 
 from .errors import UserError
 from .workspace import Project, atomic_write
+from .workspace import slugify as workspace_slug
 
 INDEX = "index.md"
 
@@ -192,13 +192,27 @@ def import_files(
 def slugify(name: str) -> str:
     """The sub-report name for a source file name, without `.md`: `Q3 Board Deck.pptx` ->
     `q3-board-deck`. Empty when the name has no latin letter or digit."""
-    stem = Path(name).stem
-    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode("ascii")
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_stem.lower()).strip("-")
-    return slug[:63].rstrip("-")
+    return workspace_slug(Path(name).stem)[:63].rstrip("-")
 
 
 # --- checking and converting one source -----------------------------------------------
+
+
+def _html_charset(data: bytes) -> str:
+    """The page's encoding as a browser would take it: a byte order mark, else the declared
+    charset, else UTF-8 if the bytes are UTF-8, else windows-1252. A statistical guess can
+    turn "£9.50" into "Ł9.50", and a quote copied from the page would then not be found."""
+    from bs4.dammit import EncodingDetector
+
+    _, bom = EncodingDetector.strip_byte_order_mark(data)
+    declared = bom or EncodingDetector.find_declared_encoding(data, is_html=True)
+    if declared:
+        return declared
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "windows-1252"
+    return "utf-8"
 
 
 def _refusal(sentence: str) -> UserError:
@@ -429,11 +443,7 @@ def _markitdown(name: str, suffix: str, data: bytes) -> _Converted:
             "own headings are kept to point back into it."
         )
     else:
-        from bs4.dammit import UnicodeDammit
-
-        # The page's declared or detected encoding; the converter alone assumes UTF-8 and
-        # would garble a Latin-1 page.
-        charset = UnicodeDammit(data, is_html=True).original_encoding or "utf-8"
+        charset = _html_charset(data)
         result = HtmlConverter().convert(
             io.BytesIO(data), StreamInfo(extension=suffix, charset=charset)
         )

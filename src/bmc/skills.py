@@ -223,7 +223,7 @@ def parse_skill(folder: Path) -> Skill:
 
 def _read_frontmatter(where: Path) -> tuple[dict[str, Any], str]:
     try:
-        text = where.read_text(encoding="utf-8")
+        text = where.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise UserError(f"{where} is not UTF-8 text: save it as UTF-8.") from None
     except OSError as error:

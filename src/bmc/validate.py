@@ -31,7 +31,6 @@ import hashlib
 import json
 import posixpath
 import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatchcase
@@ -44,7 +43,7 @@ from rapidfuzz import fuzz, process
 from . import grounding
 from .lazy import lazy_module
 from .schemas import FILE, MAX_DOCUMENT_BYTES, excerpt, name_key, schema_digest
-from .workspace import Project, atomic_write
+from .workspace import Project, atomic_write, fold_ascii, slugify
 
 if TYPE_CHECKING:
     from .schemas.canvas import CanvasParts
@@ -75,6 +74,8 @@ SAME_SEGMENT_THRESHOLD = 65
 # A value proposition whose description is at least this alike to another segment's is
 # "the same proposition" (as is one with the same name): nearly a copy, not a paraphrase.
 SAME_PROPOSITION_THRESHOLD = 90
+# Evidence must quote at least this many words: "the" is in every file.
+MIN_QUOTE_WORDS = 3
 
 
 @dataclass
@@ -213,26 +214,6 @@ def check_draft(reader: Reader, path: str, data: str | bytes) -> Outcome:
 
 
 # Letters NFKD does not decompose, spelled out as they usually are in ASCII.
-# fmt: off
-_FOLD = str.maketrans({
-    "ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O", "ł": "l",
-    "Ł": "L", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "Th", "ı": "i",
-})
-# fmt: on
-
-
-def fold_ascii(text: str) -> str:
-    """`text` in plain ASCII: accents dropped (NFKD), and the letters NFKD leaves alone
-    (ß, æ, ø, ł, ...) spelled out, so "Straße" is "Strasse", not "Strae"."""
-    decomposed = unicodedata.normalize("NFKD", text.translate(_FOLD))
-    return decomposed.encode("ascii", "ignore").decode("ascii")
-
-
-def slugify(title: str) -> str:
-    """The file name stem of a segment titled `title`: "St Aidan's Trust" -> st-aidan-s-trust."""
-    return re.sub(r"[^a-z0-9]+", "-", fold_ascii(title).lower()).strip("-")
-
-
 def _file_name_problems(path: str, title: str) -> list[str]:
     expected = slugify(title)
     name = PurePosixPath(path).name
@@ -261,6 +242,12 @@ def _evidence_problems(reader: Reader, parts: DraftParts) -> list[str]:
 def evidence_problem(reader: Reader, item: Evidence) -> str | None:
     """What is wrong with one evidence citation (file and quote), without a section name;
     None when the quote is in the file. Shared by every governed document that cites."""
+    if len(re.findall(r"\w+", item.quote)) < MIN_QUOTE_WORDS:
+        # A word or two occurs almost anywhere: it would "ground" any claim at all.
+        return (
+            f'quote "{excerpt(item.quote)}" is too short to show anything: quote a whole '
+            f"phrase (at least {MIN_QUOTE_WORDS} words) from `{item.file}`"
+        )
     try:
         inside = _inside_resources(item.file)
         text = reader.resource(inside)
@@ -745,7 +732,8 @@ def run_check(governed: Governed, reader: Reader, path: str, data: bytes) -> Out
 def checker_digest() -> str:
     """Changes whenever the rules change: schemas, templates, this module, grounding."""
     digest = hashlib.sha256(schema_digest().encode())
-    for module in (__file__, grounding.__file__):
+    # workspace.py holds the slug rule the file-name check uses.
+    for module in (__file__, grounding.__file__, str(Path(__file__).with_name("workspace.py"))):
         digest.update(Path(module).read_bytes())
     return digest.hexdigest()[:16]
 

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,30 @@ from .errors import UserError
 SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 STATE_DIR = ".bmc"
 GITIGNORE = "# Runner state holds research text sent to the model: keep it out of git.\n.bmc/\n"
+
+
+# Letters NFKD does not decompose, spelled out as they usually are in ASCII.
+# fmt: off
+_FOLD = str.maketrans({
+    "ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O", "ł": "l",
+    "Ł": "L", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "Th", "ı": "i",
+})
+# fmt: on
+
+
+def fold_ascii(text: str) -> str:
+    """`text` in plain ASCII: accents dropped (NFKD), the letters NFKD leaves alone (ß, æ,
+    ø, ł, ...) spelled out ("Straße" is "Strasse"), and any other non-ASCII character (a
+    curly apostrophe, an en dash) a space, so it still separates words."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_FOLD))
+    kept = (c for c in decomposed if not unicodedata.combining(c))
+    return "".join(c if c.isascii() else " " for c in kept)
+
+
+def slugify(text: str) -> str:
+    """A file name stem (SPEC section 5): lowercase ASCII, every run of other characters one
+    hyphen, none at either end. "St Aidan's Trust" and "St Aidan’s Trust" -> st-aidan-s-trust."""
+    return re.sub(r"[^a-z0-9]+", "-", fold_ascii(text).lower()).strip("-")
 
 
 def check_slug(kind: str, value: str) -> str:
