@@ -496,7 +496,17 @@ def test_bmc_agree_shows_the_segments_and_agrees_on_yes(ready: Project) -> None:
     assert "**Scope**: Five segments." in entry
 
 
-@pytest.mark.parametrize("answer", ["", "no\n", "not yet, they want a week\n"])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "",
+        "no\n",
+        "not yet, they want a week\n",
+        # A conditional yes is the client's feedback, not their agreement.
+        "yes, but only once segment 3 is dropped\n",
+        "yes if the visitor numbers hold\n",
+    ],
+)
 def test_bmc_agree_without_a_yes_agrees_nothing(ready: Project, answer: str) -> None:
     done = bmc(ready, "agree", "segments", input=answer)
 

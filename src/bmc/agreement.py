@@ -95,10 +95,10 @@ def make_handler(
         answer = consultant.answer(PROMPT)
         if answer is None:
             raise PausedForAgreement
-        if not gate.is_yes(answer.split(",")[0]):
+        parsed = gate.parse_answer(answer)
+        if not parsed.agreed:
             return ToolOutcome(f"The consultant did not agree yet. Their feedback: {answer}")
-        contact = answer.split(",", 1)[1].strip() if "," in answer else ""
-        who = f"{agreed_by()} (consultant)" + (f"; {contact} (client)" if contact else "")
+        who = gate.signatories(agreed_by(), parsed.contact)
         try:
             gate.agree(project, proposal, scope=scope, agreed_by=who)
         except BmcError as err:

@@ -377,13 +377,11 @@ def agree(
             "Does the client agree? Type yes (optionally `yes, <client contact>`), "
             "or anything else to stop: "
         )
-        if answer is None or not gate.is_yes(answer.split(",")[0]):
+        parsed = gate.parse_answer(answer) if answer is not None else gate.Answer(False)
+        if not parsed.agreed:
             click.echo("Nothing was agreed.")
             return
-        contact = answer.split(",", 1)[1].strip() if "," in answer else ""
-        who = f"{gate.consultant_name(agreed_as)} (consultant)" + (
-            f"; {contact} (client)" if contact else ""
-        )
+        who = gate.signatories(gate.consultant_name(agreed_as), parsed.contact)
         gate.agree(where, proposal, scope=scope, agreed_by=who)
         click.echo(f"Agreed: {chosen.gate} written and recorded in decisions.md.")
         for downstream in gate.downstream_of(chosen):

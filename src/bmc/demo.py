@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .errors import UserError
-from .gate import is_yes
+from .gate import parse_answer
 from .resources import data_dir
 from .workspace import Project
 
@@ -66,7 +66,7 @@ class ScriptedConsultant:
             except (EOFError, KeyboardInterrupt):
                 self.console.print()
                 return None
-            if is_yes(line.split(",")[0]):
+            if parse_answer(line).agreed:
                 return line
             self.console.print(
                 "In this demo the client agrees: type yes to go on (Ctrl-D stops here, "

@@ -383,3 +383,38 @@ def reagreed_upstream(project: Project, stage: Stage) -> Stage | None:
 
 def is_yes(answer: str) -> bool:
     return answer.strip().lower().rstrip(".!") in YES
+
+
+# Words that make "yes, ..." a condition rather than a name: "yes, but drop segment 3" is
+# the client's feedback, and agreeing to it would record a yes nobody gave.
+CONDITIONS = frozenset(
+    {
+        "but", "if", "only", "once", "provided", "providing", "unless", "except", "when",
+        "after", "pending", "subject", "assuming", "although", "though", "as", "so", "and",
+        "with", "without",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Answer:
+    agreed: bool
+    contact: str = ""  # the client's contact who agreed, from "yes, <name and role>"
+
+
+def signatories(consultant: str, contact: str) -> str:
+    """The decisions entry's "Agreed by" value."""
+    return f"{consultant} (consultant)" + (f"; {contact} (client)" if contact else "")
+
+
+def parse_answer(answer: str) -> Answer:
+    """An explicit yes, optionally naming the client's contact (`yes, Fiona Galbraith,
+    Commercial Director`); anything else, a conditional yes included, is not agreement."""
+    head, _, rest = answer.partition(",")
+    if not is_yes(head):
+        return Answer(False)
+    rest = rest.strip()
+    first = rest.split(maxsplit=1)[0].lower().strip(".,;:!") if rest else ""
+    if first in CONDITIONS:
+        return Answer(False)
+    return Answer(True, rest)
