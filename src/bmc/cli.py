@@ -257,6 +257,26 @@ def _converse(action: Any, project: Project, options: Any, label: str) -> None:
         action(runner, options, display, consultant)
 
 
+def _repair_when_free(project: Project) -> None:
+    """Finish an agreement a crash interrupted before a model-free command reads the gates
+    (SPEC section 6: "repaired on the next command"), unless a session holds the project:
+    its agreement may be under way, and the session repairs it itself."""
+    from .gate import INTENT
+
+    if not (project.state_dir / INTENT).exists():
+        return
+    from .gate import repair_decisions
+    from .session import ProjectLock
+
+    try:
+        with ProjectLock(project).hold("repair"):
+            note = repair_decisions(project)
+    except UserError:
+        return
+    if note:
+        click.echo(f"Repaired: {note}.", err=True)
+
+
 def _repair(project: Project, display: Any) -> None:
     from .gate import repair_decisions
 
@@ -335,6 +355,7 @@ def status(as_json: bool, workspace: str | None, org: str | None, project: str |
     from .status import project_status
 
     where = _where(workspace, org, project).project_or_fail()
+    _repair_when_free(where)
     report = project_status(where)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
@@ -418,6 +439,7 @@ def render(workspace: str | None, org: str | None, project: str | None) -> None:
     from .render import render_project
 
     where = _where(workspace, org, project).project_or_fail()
+    _repair_when_free(where)
     for path in render_project(where):
         click.echo(f"Wrote {path}")
 

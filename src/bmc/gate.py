@@ -362,7 +362,8 @@ def gate_state(project: Project, stage: Stage) -> str | None:
     if not gate.is_file():
         return None
     document = project.project_dir / stage.document
-    if document.is_file() and document.read_bytes() != gate.read_bytes():
+    # A deleted document no longer "matches" its gate either.
+    if not document.is_file() or document.read_bytes() != gate.read_bytes():
         return "stale"
     if reagreed_upstream(project, stage):
         return "stale"

@@ -76,7 +76,9 @@ def _stage_status(project: Project, stage: gate.Stage, reports: dict) -> StageSt
 def _why_stale(project: Project, stage: gate.Stage) -> str:
     document = project.project_dir / stage.document
     agreed = project.project_dir / stage.gate
-    if document.is_file() and document.read_bytes() != agreed.read_bytes():
+    if not document.is_file():
+        return "the document was deleted since it was agreed"
+    if document.read_bytes() != agreed.read_bytes():
         return "the document changed since it was agreed"
     upstream = gate.reagreed_upstream(project, stage)
     named = f"the {upstream.key} stage" if upstream else "an earlier stage"
