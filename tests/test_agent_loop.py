@@ -645,6 +645,18 @@ def test_the_turn_budget_stops_before_another_request(scripted: Start, project: 
     every_call_answered(saved.messages)  # the second round's results were kept: resumable
 
 
+def test_a_model_that_never_hands_back_is_stopped_by_default(
+    scripted: Start, project: Project
+) -> None:
+    # No --max-turns given: the per-message budget is always on (SPEC 11, a looping model).
+    model = scripted({"steps": _reading_forever(5)})
+    run = run_segments(project, model, limits=Limits(turns_per_message=3))
+    assert isinstance(run.error, StoppedForPerson) and run.error.exit_code == 4
+    assert "without handing back" in str(run.error)
+    assert len(run.requests) == 3 and model.remaining() == 2 and model.divergences == []
+    assert sessions.load_session(project).status == sessions.STOPPED
+
+
 def test_the_cost_budget_stops_before_another_request(scripted: Start, project: Project) -> None:
     model = scripted({"steps": _reading_forever(3)})
     # The first turn alone writes the tools and system prompt to the cache (about a cent).

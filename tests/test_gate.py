@@ -765,3 +765,23 @@ def test_a_session_paused_at_the_gate_is_told_on_resume_that_it_was_agreed_outsi
     assert "bmc run bmc-canvas" in model.requests[-1]["messages"][-1]["content"][0]["content"]
     assert len(segment_entries(ready)) == 1
     assert read(ready, GATE) == read(ready, SEGMENTS_MD)
+
+
+def test_run_as_signs_the_agreement_with_the_name_given(
+    ready: Project, scripted: Callable[..., ScriptedModel]
+) -> None:
+    model = scripted(
+        {
+            "steps": [
+                reply(say("Asking you to confirm."), ask("toolu_a1", "As drafted.")),
+                reply(say("Done."), expect=results(toolu_a1={"is_error": False})),
+            ]
+        }
+    )
+    env = {"ANTHROPIC_BASE_URL": model.base_url, "ANTHROPIC_API_KEY": "sk-test"}
+
+    done = bmc(ready, "run", "bmc-segments", "--as", "Jane Doe", input="yes\n", **env)
+
+    assert done.exit_code == 0, done.output
+    [entry] = segment_entries(ready)
+    assert "**Agreed by**: Jane Doe (consultant)" in entry

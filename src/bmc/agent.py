@@ -77,6 +77,9 @@ class RunnerTool:
 class Limits:
     max_turns: int | None = None
     max_cost: float | None = None
+    # A model that works this many turns without handing back to the consultant is looping
+    # (SPEC section 11): stop for a person, resumable. Always on; --max-turns is per run.
+    turns_per_message: int = 60
     max_tokens: int = 8192
     retry_budget: int = 4
     # Past this estimate, old tool results are cleared down to half of it (in one step).
@@ -106,8 +109,15 @@ class Agent:
     def run(self, messages: list[dict[str, Any]]) -> str:
         """Advance the conversation until the model ends its turn; returns the stop reason."""
         max_tokens = self.limits.max_tokens
+        turns_here = cut_at_ceiling = 0
         while True:
             self._check_budgets()
+            if turns_here >= self.limits.turns_per_message:
+                raise StoppedForPerson(
+                    f"the model worked {turns_here} turns without handing back to you; check "
+                    "what it did, then `bmc resume` to go on (or give it a narrower task)."
+                )
+            turns_here += 1
             cleared_upto = self._keep_inside_window(messages)
             reply = self._query(messages, max_tokens)
             if cleared_upto is not None:
@@ -120,9 +130,16 @@ class Agent:
             content = [_block(b) for b in reply.content]
             stop = reply.stop_reason
             if stop == "max_tokens":
-                max_tokens = min(max_tokens * 2, MAX_TOKENS_CEILING)
+                cut_at_ceiling = cut_at_ceiling + 1 if max_tokens == MAX_TOKENS_CEILING else 0
                 self._continue_after_cut(messages, content)
+                if cut_at_ceiling >= 2:  # raising the limit cannot help any more
+                    raise StoppedForPerson(
+                        f"the model's replies keep passing the {MAX_TOKENS_CEILING}-token output "
+                        "limit; ask it for smaller pieces, then `bmc resume`."
+                    )
+                max_tokens = min(max_tokens * 2, MAX_TOKENS_CEILING)
                 continue
+            cut_at_ceiling = 0
             if stop == "pause_turn":
                 content = _sendable_as_last(content)
             # The API refuses an empty text block, and an end_turn reply with no content

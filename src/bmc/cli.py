@@ -122,6 +122,7 @@ def _run_options(
     max_turns: int | None,
     max_cost: float | None,
     provider: str,
+    agreed_as: str | None,
 ) -> Any:
     """The options of a model run, with its client (one sentence if the key is missing)."""
     from .agent import Limits
@@ -132,10 +133,16 @@ def _run_options(
         skills_dir=Path(skills_dir) if skills_dir else None,
         limits=Limits(max_turns=max_turns, max_cost=max_cost),
         client=make_client(provider),
+        agreed_as=agreed_as,
     )
 
 
 def model_options(fn: Any) -> Any:
+    fn = click.option(
+        "--as",
+        "agreed_as",
+        help="Who signs agreements in this session (default: $BMC_CONSULTANT or git's user.name).",
+    )(fn)
     fn = click.option(
         "--provider",
         type=click.Choice(["anthropic", "bedrock", "vertex"]),

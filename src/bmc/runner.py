@@ -23,7 +23,7 @@ from .skills import Skill, check_requires, load_skill
 from .tools import Toolbox
 from .ui import TerminalDisplay
 from .usage import DEFAULT_MODEL, RunUsage
-from .validate import make_validator
+from .validate import checker_digest, make_validator
 from .workspace import Project
 
 # The Messages API's server-side web search; the endpoint runs it, results arrive in the reply.
@@ -41,6 +41,7 @@ class RunOptions:
     skills_dir: Path | None = None
     limits: Limits = field(default_factory=Limits)
     web: bool = False  # offer the endpoint's server-side web search tool (bmc-research --web)
+    agreed_as: str | None = None  # who signs agreements (--as), else $BMC_CONSULTANT or git
     client: anthropic.Anthropic | None = None  # the demo passes one pointed at its scripted model
 
 
@@ -112,6 +113,7 @@ def start(
         system=system,
         extra={
             "skill_digest": skill.digest(),
+            "rules_digest": checker_digest(),
             "skills_dir": str(options.skills_dir or ""),
             "web": options.web,
             # Kept in the header so a crash before the first message reaches the journal
@@ -226,7 +228,13 @@ def _agent(
     runner_tools: dict[str, RunnerTool] = {}
     if skill.gate:
         handle = make_handler(
-            project, skill, consultant, display.console, gate.check_stage, gate.summarise
+            project,
+            skill,
+            consultant,
+            display.console,
+            gate.check_stage,
+            gate.summarise,
+            agreed_by=lambda: gate.consultant_name(options.agreed_as),
         )
         runner_tools["request_agreement"] = RunnerTool(DEFINITION, handle)
     agent = Agent(
@@ -257,6 +265,8 @@ def _drift(session: sessions.Session, skill: Skill) -> list[str]:
         found.append(
             f"the skill {skill.name} changed (the session keeps its original instructions)."
         )
+    if session.header.get("rules_digest") not in (None, checker_digest()):
+        found.append("the document checks changed (bmc was upgraded): drafts are checked anew.")
     toolbox = Toolbox(session.project, skill.folder)
     for path, digest in sorted(session.read_hashes.items()):
         now = toolbox.current_hash(path)
