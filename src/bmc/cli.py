@@ -192,6 +192,11 @@ def run(
     where = _where(workspace, org, project).project_or_fail()
     skills_dir = model_options["skills_dir"]
     _preflight_run(where, skill, Path(skills_dir) if skills_dir else None)
+    if web and record:
+        raise UserError(
+            "--record cannot be used with --web: web search results come from the endpoint "
+            "and could not be replayed offline."
+        )
     options = _run_options(**model_options)
     options.web = web
 
