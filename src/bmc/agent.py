@@ -24,6 +24,7 @@ import httpx2
 
 from .crashpoints import crash_point
 from .errors import ModelError, StoppedForPerson, UserError
+from .messages import unanswered_calls
 from .outcome import ToolOutcome
 from .tools import Toolbox
 from .usage import RunUsage, TurnUsage
@@ -158,16 +159,7 @@ class Agent:
         After a resume the results message may already hold some answers (journaled before
         the pause or crash): only the calls still unanswered run.
         """
-        at = len(messages) - 1 if messages[-1]["role"] == "assistant" else len(messages) - 2
-        calls = [b for b in messages[at]["content"] if b.get("type") == "tool_use"]
-        answered = (
-            {b["tool_use_id"] for b in messages[at + 1]["content"]}
-            if at + 1 < len(messages)
-            else set()
-        )
-        for call in calls:
-            if call["id"] in answered:
-                continue
+        for call in unanswered_calls(messages):
             block = _tool_result(call["id"], self._run_one(call))
             crash_point("tool-result")
             self.recorder.tool_result(block, dict(self.toolbox.read_hashes))

@@ -21,6 +21,7 @@ from typing import Any
 
 from .errors import UserError
 from .journal import Journal, Record, read_journal
+from .messages import unanswered_calls
 from .usage import RunUsage, TurnUsage
 from .workspace import Project, atomic_write
 
@@ -30,7 +31,6 @@ WAITING_CONSULTANT = "waiting for consultant"
 WAITING_AGREEMENT = "waiting for agreement"
 STOPPED = "stopped"
 FAILED = "failed"
-ENDED = "ended"
 # Shown by `bmc sessions` for a session whose journal says it was running but whose process
 # is gone (Ctrl-C before the status was written, a crash, kill -9): `bmc resume` continues it.
 INTERRUPTED_STATUS = "interrupted"
@@ -92,18 +92,7 @@ class Session:
 
     def pending_calls(self) -> list[dict[str, Any]]:
         """Tool calls of the last reply that have no result yet."""
-        if not self.messages:
-            return []
-        last = len(self.messages) - 1
-        at = last if self.messages[last]["role"] == "assistant" else last - 1
-        if at < 0 or self.messages[at]["role"] != "assistant":
-            return []
-        calls = [b for b in self.messages[at]["content"] if b.get("type") == "tool_use"]
-        answered: set[str] = set()
-        if at + 1 < len(self.messages):
-            reply = self.messages[at + 1]["content"]
-            answered = {b.get("tool_use_id") for b in reply if isinstance(b, dict)}
-        return [c for c in calls if c["id"] not in answered]
+        return unanswered_calls(self.messages)
 
 
 def new_session(
