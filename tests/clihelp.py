@@ -112,6 +112,20 @@ def _chdir(cwd: Path | str | None) -> Iterator[None]:
         os.chdir(before)
 
 
+@dataclass
+class Done:
+    """A command run in its own process: exit code, stdout, stderr."""
+
+    rc: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        # Rich wraps long lines; compare with whitespace collapsed.
+        return " ".join((self.out + "\n" + self.err).split())
+
+
 def scripted_env(model: Any) -> dict[str, str]:
     """The variables that send the real SDK to a scripted model (any key is accepted)."""
     return {"ANTHROPIC_BASE_URL": model.base_url, "ANTHROPIC_API_KEY": "sk-test-scripted"}

@@ -610,7 +610,9 @@ def test_status_walks_from_missing_through_drafting_and_valid_to_agreed(fresh: P
 # --- a crash between the gate and its entry -------------------------------------------------
 
 
-def write_gate_without_entry(project: Project) -> str:
+def write_gate_without_entry(
+    project: Project, *, scope: str = "Five segments.", reagreed: bool = False
+) -> str:
     """What `gate.agree` does up to the crash point: the intent note, then the gate."""
     stage = gate.STAGES["segments"]
     proposal = gate.propose(project, stage, gate.check_stage, gate.summarise)
@@ -619,9 +621,9 @@ def write_gate_without_entry(project: Project) -> str:
         digest=proposal.digest,
         date=today(),
         items=proposal.items,
-        scope="Five segments.",
+        scope=scope,
         agreed_by="Priya Raman (consultant)",
-        reagreed=False,
+        reagreed=reagreed,
     )
     atomic_write(project.state_dir / gate.INTENT, json.dumps(asdict(intent)))
     atomic_write(project.project_dir / stage.gate, proposal.data)
@@ -704,18 +706,7 @@ def test_re_agreeing_bytes_agreed_before_is_still_recorded_after_a_crash(ready: 
     path.write_text(original.replace(OVERVIEW_END, REVISED_END), "utf-8")
     bmc(ready, "agree", "segments", input="yes\n")
     path.write_text(original, "utf-8")
-    proposal = gate.propose(ready, gate.STAGES["segments"], gate.check_stage, gate.summarise)
-    intent = gate.Intent(
-        stage="segments",
-        digest=proposal.digest,
-        date=today(),
-        items=proposal.items,
-        scope="",
-        agreed_by="Priya Raman (consultant)",
-        reagreed=True,
-    )
-    atomic_write(ready.state_dir / gate.INTENT, json.dumps(asdict(intent)))
-    atomic_write(ready.project_dir / GATE, proposal.data)
+    write_gate_without_entry(ready, scope="", reagreed=True)
 
     bmc(ready, "agree", "segments", input="")
 

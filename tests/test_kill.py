@@ -27,7 +27,6 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,6 +39,7 @@ from bmc.session import WAITING_CONSULTANT, load_session, sessions_dir
 from bmc.tools import Toolbox
 from bmc.validate import validate_project
 from bmc.workspace import locate
+from clihelp import Done
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "fixtures" / "scenarios" / "kill.json"
@@ -116,18 +116,6 @@ for line in sys.stdin:
     _, status = os.waitpid(pid, 0)
     print(json.dumps({"rc": os.waitstatus_to_exitcode(status)}), flush=True)
 """
-
-
-@dataclass
-class Done:
-    rc: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        # Rich wraps long lines; compare with whitespace collapsed.
-        return " ".join((self.out + "\n" + self.err).split())
 
 
 class Zygote:

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from bmc.journal import Journal, read_journal
 from bmc.scripted import ScriptedModel
 from bmc.ui import TerminalDisplay
 from bmc.workspace import Project, locate
+from clihelp import Done
 
 ROOT = Path(__file__).resolve().parent.parent
 ORG, SLUG = "tidewater", "growth-2027"
@@ -43,18 +43,6 @@ GATE = "segments/segments.agreed.md"
 PROCESS_WAIT = 90.0
 
 Start = Callable[..., ScriptedModel]
-
-
-@dataclass
-class Done:
-    rc: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        # Rich wraps long lines; compare with whitespace collapsed.
-        return " ".join((self.out + "\n" + self.err).split())
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import jinja2
 
@@ -224,9 +225,7 @@ def agree(
             "nothing was agreed."
         )
     gate = project.project_dir / stage.gate
-    decisions = project.project_dir / DECISIONS
-    if not decisions.exists():
-        atomic_write(decisions, f"# Decisions — {project.org_name()} {project.slug}\n")
+    decisions = _decisions_log(project)
     intent = Intent(
         stage=stage.key,
         digest=proposal.digest,
@@ -248,15 +247,21 @@ def agree(
 
 def _record(project: Project, intent: Intent) -> str:
     entry = render_entry(intent)
-    path = project.project_dir / DECISIONS
-    if not path.exists():
-        atomic_write(path, f"# Decisions — {project.org_name()} {project.slug}\n")
-    elif not path.read_bytes().endswith(b"\n"):
+    path = _decisions_log(project)
+    if not path.read_bytes().endswith(b"\n"):
         # A hand edit that dropped the final newline would glue our heading onto its last
         # line, and an entry without its heading is invisible to status and repair.
         entry = "\n" + entry
     append_record(path, entry)
     return entry
+
+
+def _decisions_log(project: Project) -> Path:
+    """decisions.md, created with its heading if this is the project's first agreement."""
+    path = project.project_dir / DECISIONS
+    if not path.exists():
+        atomic_write(path, f"# Decisions — {project.org_name()} {project.slug}\n")
+    return path
 
 
 def render_entry(intent: Intent) -> str:
