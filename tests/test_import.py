@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -193,6 +194,45 @@ def test_word_document_keeps_its_headings_and_tables(project: Project) -> None:
     assert "headings: Ferry strategy memo, Freight" in index_section(index, "memo.md")
 
 
+def test_a_word_document_saved_by_libreoffice_imports(project: Project) -> None:
+    # Saved by LibreOffice Writer (fixtures/import/README.md says how), not by python-docx:
+    # a second writer's XML, and the file that failed with markitdown under lxml 6.2.0.
+    shutil.copy(data_dir("fixtures") / "import" / "harbour-survey.docx", project.inbox_dir)
+
+    [result] = import_files(project, [project.inbox_dir / "harbour-survey.docx"], today=TODAY)
+
+    text = result.resource.read_text("utf-8")
+    assert "\n## Harbour users survey 2026\n" in text and "\n### Freight\n" in text
+    assert isinstance(find_quote("We need a guaranteed slot on the first boat.", text), Match)
+    assert isinstance(find_quote("Holmsey 18,400", text), Match)
+    assert "headings: Harbour users survey 2026, Freight, Next steps" in index_section(
+        (project.resources_dir / "index.md").read_text("utf-8"), "harbour-survey.md"
+    )
+
+
+def test_a_library_failure_on_a_sound_file_does_not_blame_the_file(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mammoth
+
+    make_docx(project.inbox_dir / "memo.docx")
+    before = snapshot(project.resources_dir, project.inbox_dir)
+
+    def broken_release(*args: object, **kwargs: object) -> None:
+        # What a broken converter release said about every Word file (issue: lxml 6.2.0).
+        raise ValueError("Could not find the body element: are you sure this is a docx file?")
+
+    monkeypatch.setattr(mammoth, "convert_to_html", broken_release)
+    with pytest.raises(UserError) as refused:
+        import_files(project, [project.inbox_dir / "memo.docx"], today=TODAY)
+
+    message = str(refused.value)
+    assert "memo.docx looks intact" in message and "not in your file" in message
+    assert "save a fresh copy" not in message and "could not be read" not in message
+    assert "\n" not in message
+    assert snapshot(project.resources_dir, project.inbox_dir) == before
+
+
 def test_slides_keep_their_numbers_titles_and_speaker_notes(project: Project) -> None:
     make_pptx(project.inbox_dir / "board-deck.pptx")
 
@@ -348,6 +388,10 @@ def _bad_source(kind: str, inbox: Path) -> tuple[Path, str]:
     if kind == "damaged DOCX":
         (inbox / "broken.docx").write_bytes(b"PK\x03\x04 this is not a real zip archive")
         return inbox / "broken.docx", "could not be read as a Word document"
+    if kind == "DOCX without its document part":
+        with zipfile.ZipFile(inbox / "hollow.docx", "w") as archive:
+            archive.writestr("[Content_Types].xml", "<Types/>")
+        return inbox / "hollow.docx", "could not be read as a Word document (no word/document.xml)"
     if kind == "damaged XLSX":
         (inbox / "broken.xlsx").write_bytes(b"not a workbook at all")
         return inbox / "broken.xlsx", "could not be read as an Excel workbook"
@@ -375,6 +419,7 @@ def _bad_source(kind: str, inbox: Path) -> tuple[Path, str]:
         "truncated PDF",
         "scanned PDF",
         "damaged DOCX",
+        "DOCX without its document part",
         "damaged XLSX",
         "password-protected XLSX",
         "empty file",

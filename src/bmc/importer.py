@@ -8,10 +8,14 @@ so a quote in a draft can say where in the original it came from. Each import ad
 
 Conversion is left to libraries, each used where it is strongest:
 
-- DOCX, PPTX, HTML: markitdown's converters (mammoth + markdownify for Word, python-pptx for
-  slides, BeautifulSoup + markdownify for web pages). They are called directly by format
-  rather than through `MarkItDown.convert`, whose content sniffing turns a damaged `.docx`
-  into "plain text" garbage instead of failing.
+- PPTX, HTML: markitdown's converters (python-pptx for slides, BeautifulSoup + markdownify
+  for web pages). They are called directly by format rather than through
+  `MarkItDown.convert`, whose content sniffing turns a damaged file into "plain text"
+  garbage instead of failing.
+- DOCX: mammoth to HTML, then markitdown's HTML converter. markitdown's own Word converter
+  first rewrites `word/document.xml` for its maths support, and with lxml 6.2.0 that rewrite
+  drops the `w:` prefixes, so every document came out as "Could not find the body element"
+  (docs/import.md). mammoth reads the file as saved.
 - PDF: pdfminer.six page by page. markitdown's own PDF converter joins all pages into one
   text, which would lose the page numbers evidence needs.
 - XLSX: openpyxl sheet by sheet. markitdown goes through pandas, which shows empty cells as
@@ -341,20 +345,72 @@ def _convert(name: str, suffix: str, data: bytes) -> _Converted:
     except UserError:
         raise
     except Exception as err:
-        # Converters fail on damaged input in library-specific ways (BadZipFile, PSEOF,
-        # KeyError from a broken XML part...). Whatever the cause, the consultant's remedy
-        # is the same: check the file opens, save a fresh copy. The library's own words
-        # come along in brackets for whoever has to dig further.
-        detail = str(err).strip().splitlines()[0][:120] if str(err).strip() else ""
-        why = f" ({type(err).__name__}: {detail})" if detail else f" ({type(err).__name__})"
-        raise _refusal(
-            f"{name} could not be read as {_a(FORMATS[suffix])}{why}: check that it opens, "
-            "then save a fresh copy and import that"
-        ) from None
+        raise _conversion_failed(name, suffix, data, err) from None
     if not _has_text(converted):
         hint = " (a scanned PDF needs OCR first)" if suffix == ".pdf" else ""
         raise _refusal(f"{name} has no text to import{hint}")
     return converted
+
+
+def _conversion_failed(name: str, suffix: str, data: bytes, err: Exception) -> UserError:
+    """The refusal for a converter that raised: the file's fault, or a library's.
+
+    Converters fail on damaged input in library-specific ways (BadZipFile, PSEOF, KeyError
+    from a broken XML part...), and they also fail on sound files when a library release
+    breaks them. Telling a consultant to re-save a file that is fine sends them round in
+    circles, so the file is checked on its own first: only a file that fails that check is
+    called damaged. The library's own words come along in brackets for whoever digs further.
+    """
+    detail = str(err).strip().splitlines()[0][:120] if str(err).strip() else ""
+    cause = f"{type(err).__name__}: {detail}" if detail else type(err).__name__
+    damage = _damage(suffix, data, err)
+    if damage is not None:
+        return _refusal(
+            f"{name} could not be read as {_a(FORMATS[suffix])} ({damage or cause}): check "
+            "that it opens, then save a fresh copy and import that"
+        )
+    return _refusal(
+        f"{name} looks intact, but bmc's converter failed on it ({cause}): this is a fault "
+        "in bmc or one of its libraries, not in your file; please report it with the output "
+        "of `pip list`"
+    )
+
+
+# Where each Office format keeps its main part: a file without it (or with one that is not
+# XML) is damaged, whatever a converter then says about it.
+_MAIN_PART = {
+    ".docx": "word/document.xml",
+    ".pptx": "ppt/presentation.xml",
+    ".xlsx": "xl/workbook.xml",
+}
+
+
+def _damage(suffix: str, data: bytes, err: Exception) -> str | None:
+    """What is wrong with the file itself, or None when it looks sound and the converter
+    is to blame."""
+    if suffix == ".pdf":
+        from pdfminer.pdfparser import PDFSyntaxError
+        from pdfminer.psparser import PSException
+
+        # pdfminer's own parse errors are about the file; anything else is a bug.
+        return "" if isinstance(err, (PDFSyntaxError, PSException)) else None
+    if suffix not in _MAIN_PART:
+        return None  # HTML: any bytes are a page a browser would show
+    import zipfile
+    from xml.etree import ElementTree
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            if archive.testzip() is not None:
+                return "one of its parts is damaged"
+            ElementTree.fromstring(archive.read(_MAIN_PART[suffix]))
+    except zipfile.BadZipFile:
+        return "not a zip archive"
+    except KeyError:
+        return f"no {_MAIN_PART[suffix]}"
+    except ElementTree.ParseError:
+        return f"{_MAIN_PART[suffix]} is not XML"
+    return None
 
 
 def _a(kind: str) -> str:
@@ -419,7 +475,7 @@ def _escape_headings(text: str) -> str:
 
 def _markitdown(name: str, suffix: str, data: bytes) -> _Converted:
     from markitdown import StreamInfo
-    from markitdown.converters import DocxConverter, HtmlConverter, PptxConverter
+    from markitdown.converters import HtmlConverter, PptxConverter
 
     if suffix == ".pptx":
         result = PptxConverter().convert(io.BytesIO(data), StreamInfo(extension=suffix))
@@ -436,7 +492,7 @@ def _markitdown(name: str, suffix: str, data: bytes) -> _Converted:
             contents=titles,
         )
     if suffix == ".docx":
-        result = DocxConverter().convert(io.BytesIO(data), StreamInfo(extension=suffix))
+        result = HtmlConverter().convert_string(_docx_html(data))
         title = Path(name).stem
         intro = (
             "Converted by `bmc import` from a Word document, which has no fixed pages: its "
@@ -462,6 +518,19 @@ def _markitdown(name: str, suffix: str, data: bytes) -> _Converted:
         # The document's top two heading levels outline it for the index.
         contents=_headings(body, level=2, deepest=3),
     )
+
+
+def _docx_html(data: bytes) -> str:
+    """A Word document as HTML, headings and tables kept (mammoth's default style map, plus
+    the document's own and underlines, as markitdown sets them)."""
+    import mammoth
+
+    embedded = mammoth.read_embedded_style_map(io.BytesIO(data))
+    style_map = "\n".join(part for part in (embedded, "u => u") if part)
+    result = mammoth.convert_to_html(
+        io.BytesIO(data), style_map=style_map, include_embedded_style_map=False
+    )
+    return str(result.value)
 
 
 def _slides(markdown: str) -> tuple[str, int, list[str]]:
