@@ -176,7 +176,11 @@ def zygote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Zygote]:
 #                   8 validation cache, 9 agreement intent, 10 the gate
 #   gate-written    1
 # Points before the session's first record (journal-append:1, atomic-write:1-2) leave
-# nothing to resume and are left out.
+# nothing to resume and are left out. `journal-append` counts the journal's records
+# (`Journal.append`) and the decisions.md entry (`workspace.append_record`) alike.
+# The journal is fsynced once per request (a group commit), so most points fall between
+# commits: tool-result:4 and journal-append:7 kill with several records written but not
+# yet fsynced, and a kill must still lose none of them (only a power cut could).
 
 
 KILL_POINTS: list[Any] = [

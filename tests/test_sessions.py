@@ -10,6 +10,7 @@ Runtime: 20-45 s on 2 cores, depending on load: the five subprocesses' SDK impor
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -31,6 +32,7 @@ from bmc.cli import main
 from bmc.errors import UserError
 from bmc.gate import digest
 from bmc.journal import Journal, read_journal
+from bmc.lock import ProjectLock
 from bmc.scripted import ScriptedModel
 from bmc.ui import TerminalDisplay
 from bmc.workspace import Project, locate
@@ -201,6 +203,33 @@ def test_torn_last_record_is_dropped_with_a_note_and_the_file_stays_appendable(
         (2, "usage"),
         (3, "status"),
     ]
+
+
+def test_a_write_the_disk_cuts_short_leaves_only_whole_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "s.jsonl"
+    journal = Journal(path)
+    journal.append(*RECORDS[0])
+    whole = path.read_bytes()
+    real_write = os.write
+
+    def disk_fills_up(fd: int, data: Any) -> int:
+        real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", disk_fills_up)
+    with pytest.raises(OSError, match="No space left"):
+        journal.append(*RECORDS[1])
+    monkeypatch.setattr(os, "write", real_write)
+
+    # The half record is gone at once: appending after it would make it damage mid-file.
+    assert path.read_bytes() == whole
+    journal.append(*RECORDS[2])
+    journal.close()
+    read = read_journal(path)
+    assert read.notes == []
+    assert [r.kind for r in read.records] == ["start", "usage"]
 
 
 def test_a_journal_torn_in_its_first_record_has_nothing_to_resume(project: Project) -> None:
@@ -380,6 +409,128 @@ def test_drift_is_reported_before_anything_is_sent(
     assert model.requests[2]["system"] == model.requests[0]["system"]
     assert resumed.status == sessions.WAITING_CONSULTANT
     model.assert_finished()
+
+
+class SyncWatch:
+    """Which files were fsynced, with their size at the time (by inode)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.synced: list[tuple[int, int]] = []
+        real_fsync = os.fsync
+
+        def fsync(fd: int) -> None:
+            info = os.fstat(fd)
+            self.synced.append((info.st_ino, info.st_size))
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+
+    def of(self, path: Path) -> list[int]:
+        inode = path.stat().st_ino
+        return [size for ino, size in self.synced if ino == inode]
+
+
+def open_handles(path: Path) -> list[str]:
+    """This process's open files that are `path` (Linux's /proc)."""
+    fds = Path("/proc/self/fd")
+    found = []
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):
+            if Path(os.readlink(fd)) == path:
+                found.append(fd.name)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux's /proc")
+def test_the_journal_is_durable_before_each_request_with_one_fsync_per_turn(
+    project: Project, scripted: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = scripted(
+        {
+            "steps": [
+                {
+                    "reply": {
+                        "content": [
+                            text("Reading both."),
+                            call("toolu_h", "read", file_path="hypotheses.md"),
+                            call("toolu_b", "read", file_path="brief.md"),
+                        ]
+                    }
+                },
+                {"reply": {"content": [call("toolu_h2", "read", file_path="hypotheses.md")]}},
+                says("Both read."),
+            ]
+        }
+    )
+    client = anthropic.Anthropic(base_url=model.base_url, api_key="test-key", max_retries=0)
+    watch = SyncWatch(monkeypatch)
+    unsynced_at_request: list[int] = []
+    send = client.messages.stream
+
+    def stream(**params: Any) -> Any:
+        journal = journal_of(project)
+        synced = watch.of(journal)
+        on_disk = journal.stat().st_size
+        unsynced_at_request.append(on_disk - (synced[-1] if synced else 0))
+        return send(**params)
+
+    client.messages.stream = stream  # type: ignore[method-assign]
+
+    with ProjectLock(project).hold("bmc-segments") as lock:
+        session = runner.start(
+            project,
+            "bmc-segments",
+            runner.RunOptions(client=client, lock=lock),
+            TerminalDisplay(),
+            Lines(),
+        )
+        journal = journal_of(project)
+        assert open_handles(journal) == [], "the journal was left open after the run"
+
+    # Every record reached the disk before the request that follows it went out...
+    assert unsynced_at_request == [0, 0, 0]
+    # ...with one fsync per request, not one per record (and one when the session hands
+    # back to the consultant), so the journal costs a turn one wait on the disk.
+    records = read_journal(journal).records
+    assert len(watch.of(journal)) == len(model.requests) + 1 == 4
+    assert len(records) >= 3 * len(watch.of(journal))
+    assert watch.of(journal)[-1] == journal.stat().st_size
+    assert session.status == sessions.WAITING_CONSULTANT
+    model.assert_finished()
+
+
+def test_a_session_under_the_lock_is_named_in_its_note_only_while_it_is_held(
+    project: Project, bmc: Callable[..., Done]
+) -> None:
+    created = {"skill": "bmc-segments", "model": "m", "system": "S.", "extra": {}}
+    with ProjectLock(project).hold("bmc-segments") as lock:
+        note = json.loads(holder_note(project))
+        assert (note["session"], note["command"], note["pid"]) == (
+            None,
+            "bmc-segments",
+            os.getpid(),
+        )
+        session = sessions.new_session(project, **created, lock=lock)
+        session.close()
+        assert json.loads(holder_note(project))["session"] == session.id
+        # The running session is listed as running, not as interrupted.
+        assert rows(bmc("sessions"))[session.id][1] == sessions.ACTIVE
+        # Another project's session cannot borrow this lock's note.
+        other = Project(project.workspace, ORG, "another-project")
+        with pytest.raises(ValueError):
+            sessions.new_session(other, **created, lock=lock)
+
+        resumed = sessions.load_session(project, session.id, lock=lock)
+        resumed.close()
+        assert json.loads(holder_note(project))["session"] == session.id
+
+    assert not (project.state_dir / "session.holder.json").exists()
+    assert rows(bmc("sessions"))[session.id][1] == sessions.INTERRUPTED_STATUS
+    with pytest.raises(RuntimeError, match="not held"):
+        lock.name_session(session.id)
+    # Without a lock, a session is created and nothing else is written.
+    sessions.new_session(project, **created).close()
+    assert not (project.state_dir / "session.holder.json").exists()
 
 
 # --- the agreement gate ------------------------------------------------------------------

@@ -53,6 +53,7 @@ class Recorder(Protocol):
     def tool_result(self, block: dict[str, Any], read_hashes: dict[str, str]) -> None: ...
     def turn(self, usage: TurnUsage) -> None: ...
     def cleared(self, upto: int) -> None: ...
+    def commit(self) -> None: ...  # make the above durable: called before each request
 
 
 class Display(Protocol):
@@ -201,6 +202,7 @@ class Agent:
             started = False
             try:
                 self.display.reply_started()
+                self.recorder.commit()  # the journal's group commit: once per request
                 with self.client.messages.stream(**params) as stream:
                     started = True
                     for event in stream:

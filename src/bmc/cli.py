@@ -258,13 +258,13 @@ def _preflight_resume(project: Project, session_id: str | None) -> None:
 
 def _converse(action: Any, project: Project, options: Any, label: str) -> None:
     from . import runner
-    from .session import ProjectLock
+    from .lock import ProjectLock
     from .ui import Consultant, TerminalDisplay
 
     display = TerminalDisplay()
     consultant = Consultant(display.console)
-    lock = ProjectLock(project)
-    with lock.hold(label):
+    with ProjectLock(project).hold(label) as lock:
+        options.lock = lock  # the session started or resumed under it names itself in it
         _repair(project, display)
         action(runner, options, display, consultant)
 
@@ -278,7 +278,7 @@ def _repair_when_free(project: Project) -> None:
     if not (project.state_dir / INTENT).exists():
         return
     from .gate import repair_decisions
-    from .session import ProjectLock
+    from .lock import ProjectLock
 
     try:
         with ProjectLock(project).hold("repair"):
@@ -393,7 +393,7 @@ def agree(
     """Agree STAGE (brief, segments, canvas) outside a chat: shows it, asks for an explicit yes."""
     from . import gate
     from .agreement import show_proposal
-    from .session import ProjectLock
+    from .lock import ProjectLock
     from .ui import Consultant, TerminalDisplay
 
     where = _where(workspace, org, project).project_or_fail()

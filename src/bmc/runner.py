@@ -18,6 +18,7 @@ from . import session as sessions
 from .agent import Agent, Limits, RunnerTool
 from .agreement import DEFINITION, PausedForAgreement, make_handler
 from .errors import ModelError, StoppedForPerson, UserError
+from .lock import ProjectLock
 from .prompt import render_system_prompt
 from .skills import Skill, check_requires, load_skill
 from .tools import Toolbox
@@ -43,6 +44,7 @@ class RunOptions:
     web: bool = False  # offer the endpoint's server-side web search tool (bmc-research --web)
     agreed_as: str | None = None  # who signs agreements (--as), else $BMC_CONSULTANT or git
     client: anthropic.Anthropic | None = None  # the demo passes one pointed at its scripted model
+    lock: ProjectLock | None = None  # the project's lock the caller holds: names the session
 
 
 def make_client(provider: str = "anthropic") -> anthropic.Anthropic:
@@ -122,6 +124,7 @@ def start(
             "gate": skill.gate,
             "next": skill.next,
         },
+        lock=options.lock,
     )
     agent = _agent(client, session, skill, options, display, consultant)
     converse(session, agent, consultant, display)
@@ -135,7 +138,7 @@ def resume(
     display: TerminalDisplay,
     consultant: ConsultantInput,
 ) -> sessions.Session:
-    session = sessions.load_session(project, session_id)
+    session = sessions.load_session(project, session_id, lock=options.lock)
     for note in session.notes:
         display.notice(f"Note: {note}.")
     skills_dir = options.skills_dir or (

@@ -2,28 +2,27 @@
 
 The journal under `.bmc/sessions/<id>.jsonl` is the session: its records rebuild the
 conversation exactly, so `bmc resume` continues after Ctrl-C, kill -9, a network failure or
-a pause of days. One session writes to a project at a time (`ProjectLock`).
+a pause of days. One session writes to a project at a time: the caller holds the project's
+`lock.ProjectLock` and passes it to `new_session`/`load_session`, which name the session in
+the lock's holder note.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import re
 import secrets
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from .errors import UserError
 from .journal import Journal, Record, read_journal
+from .lock import ProjectLock, live_holder_session
 from .messages import unanswered_calls
 from .usage import RunUsage, TurnUsage
-from .workspace import Project, atomic_write
+from .workspace import Project
 
 # Session states, as `bmc sessions` shows them.
 ACTIVE = "active"
@@ -85,8 +84,35 @@ class Session:
         self.journal.append("cleared", {"upto": upto})
 
     def set_status(self, status: str, detail: str = "") -> None:
+        """Record the session's state. Any state but ACTIVE hands the session to a person
+        (or ends it), a wait that may last days: the journal is committed and its file let
+        go first (the next record opens it again)."""
         self.status, self.detail = status, detail
         self.journal.append("status", {"status": status, "detail": detail})
+        if status != ACTIVE:
+            self.journal.close()
+
+    def commit(self) -> None:
+        """Make everything recorded so far durable (the journal's group commit). The loop
+        calls it before each model request; call it before recording an agreement."""
+        self.journal.commit()
+
+    # --- the end of the session in this process ----------------------------------------
+
+    def close(self) -> None:
+        """Commit the journal and close its file."""
+        self.journal.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
 
     # --- what the conversation needs next ----------------------------------------------
 
@@ -96,8 +122,16 @@ class Session:
 
 
 def new_session(
-    project: Project, *, skill: str, model: str, system: str, extra: dict[str, Any]
+    project: Project,
+    *,
+    skill: str,
+    model: str,
+    system: str,
+    extra: dict[str, Any],
+    lock: ProjectLock | None = None,
 ) -> Session:
+    """A new session, its start record written; `lock`, the project's lock this process
+    holds, then names it in its holder note."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     session_id = f"{stamp}-{skill}-{secrets.token_hex(2)}"
     path = sessions_dir(project) / f"{session_id}.jsonl"
@@ -112,8 +146,9 @@ def new_session(
     }
     journal = Journal(path)
     journal.append("start", header)
-    _name_holder(project, session_id)
-    return Session(project, session_id, journal, header, usage=RunUsage(model=model))
+    session = Session(project, session_id, journal, header, usage=RunUsage(model=model))
+    _name_in_lock(lock, session)
+    return session
 
 
 def session_path(project: Project, session_id: str | None) -> Path:
@@ -142,8 +177,11 @@ def _has_a_record(path: Path) -> bool:
         return False
 
 
-def load_session(project: Project, session_id: str | None = None) -> Session:
-    """Rebuild a session from its journal, ready to go on (a torn tail is cut off).
+def load_session(
+    project: Project, session_id: str | None = None, *, lock: ProjectLock | None = None
+) -> Session:
+    """Rebuild a session from its journal, ready to go on (a torn tail is cut off); `lock`,
+    the project's lock this process holds, then names it in its holder note.
 
     Every check happens before the file is touched: a damaged journal, or one with no
     whole start record, is refused and left byte for byte as it was."""
@@ -156,8 +194,16 @@ def load_session(project: Project, session_id: str | None = None) -> Session:
         )
     journal = Journal.continue_after(path, read)
     session = rebuild(project, path.stem, journal, read.records, read.notes)
-    _name_holder(project, session.id)
+    _name_in_lock(lock, session)
     return session
+
+
+def _name_in_lock(lock: ProjectLock | None, session: Session) -> None:
+    if lock is None:
+        return
+    if lock.project != session.project:  # a caller's mix-up: the note would name a stranger
+        raise ValueError(f"the lock is {lock.project.slug}'s, the session {session.project.slug}'s")
+    lock.name_session(session.id)
 
 
 def rebuild(
@@ -212,7 +258,7 @@ class SessionSummary:
 
 def list_sessions(project: Project) -> list[SessionSummary]:
     folder = sessions_dir(project)
-    running = _live_holder_session(project)
+    running = live_holder_session(project)
     summaries = []
     for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
         try:
@@ -243,143 +289,3 @@ def list_sessions(project: Project) -> list[SessionSummary]:
             )
         )
     return summaries
-
-
-# The locks this process holds, by state folder, so a session created or loaded under one can
-# write its id into the holder note (the lock is taken before the session id is known).
-_HELD: dict[Path, ProjectLock] = {}
-
-# `workspace.atomic_write`'s temp files (`tempfile.mkstemp` names: `.<name>.<8 chars>.tmp`).
-TEMP_FILE_RE = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
-
-# How long a refused command waits for the holder to write its note: the lock is taken a
-# moment before the note is written, and a message naming "another process" helps nobody.
-HOLDER_NOTE_WAIT = 2.0
-
-
-class ProjectLock:
-    """One writer per project. An OS file lock (released by the kernel when its process
-    dies, so a kill -9 leaves no stale lock: the next command simply takes it) plus a note
-    naming the holder, for the message a second command gets.
-
-    Taking the lock also clears what a killed writer left in the project: the temp file of
-    an atomic write it never renamed. Nothing else writes in the project while we hold the
-    lock, so any such file is an orphan (its document was never replaced by it)."""
-
-    def __init__(self, project: Project) -> None:
-        self.project = project
-        self.path = project.state_dir / "session.lock"
-        self.holder_path = project.state_dir / "session.holder.json"
-        self.label = ""
-        self.since = ""
-
-    @contextmanager
-    def hold(self, session_label: str) -> Iterator[None]:
-        from filelock import FileLock, Timeout
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(self.path, timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise UserError(self._busy_message()) from None
-        key = self.project.state_dir
-        try:
-            remove_orphan_temp_files(self.project.project_dir)
-            self.label = session_label
-            self.since = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-            self.write_note(None)
-            _HELD[key] = self
-            yield
-        finally:
-            _HELD.pop(key, None)
-            # The note goes with the lock; after a crash a stale one is simply overwritten.
-            if (_read_note(self.holder_path) or {}).get("pid") == os.getpid():
-                self.holder_path.unlink(missing_ok=True)
-            lock.release()
-
-    def write_note(self, session_id: str | None) -> None:
-        note = {
-            "session": session_id,
-            "command": self.label,
-            "pid": os.getpid(),
-            "since": self.since,
-        }
-        atomic_write(self.holder_path, json.dumps(note))
-
-    def _busy_message(self) -> str:
-        deadline = time.monotonic() + HOLDER_NOTE_WAIT
-        note = _read_note(self.holder_path)
-        while not _names_live_holder(note) and time.monotonic() < deadline:
-            time.sleep(0.05)
-            note = _read_note(self.holder_path)
-        if note and _names_live_holder(note):
-            since = f", since {note['since']}" if note.get("since") else ""
-            if note.get("session"):
-                who = f"session {note['session']} (process {note['pid']}{since})"
-            else:  # a command with no session (yet): `bmc agree`, or a run starting up
-                who = f"process {note['pid']} ({note.get('command') or 'bmc'}{since})"
-        else:
-            who = "another bmc process"
-        return (
-            f"project {self.project.org}/{self.project.slug} is in use by {who}; "
-            "wait for it to finish or stop it, then try again."
-        )
-
-
-def remove_orphan_temp_files(folder: Path) -> list[Path]:
-    """Delete the atomic-write temp files under `folder` (call it only under the lock);
-    returns what was removed. The client's `resources/` is shared by every project of the
-    organisation, so it is not swept here."""
-    removed = []
-    for root, _dirs, files in os.walk(folder):
-        for name in files:
-            if TEMP_FILE_RE.fullmatch(name):
-                path = Path(root) / name
-                try:
-                    path.unlink()
-                except OSError:
-                    continue
-                removed.append(path)
-    return removed
-
-
-def _name_holder(project: Project, session_id: str) -> None:
-    """Put the session's id in the holder note of the lock this process holds, if any."""
-    lock = _HELD.get(project.state_dir)
-    if lock is not None:
-        lock.write_note(session_id)
-
-
-def _read_note(path: Path) -> dict[str, Any] | None:
-    try:
-        note = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    return note if isinstance(note, dict) else None
-
-
-def _names_live_holder(note: dict[str, Any] | None) -> bool:
-    if not note or not isinstance(note.get("pid"), int):
-        return False
-    return _alive(note["pid"])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def _live_holder_session(project: Project) -> str | None:
-    """The id of the session a live process is running on the project now, if any."""
-    note = _read_note(project.state_dir / "session.holder.json")
-    if note and _names_live_holder(note):
-        return note.get("session")
-    return None
