@@ -81,6 +81,10 @@ def test_segments_skill_loads_with_its_metadata() -> None:
     assert skill.produces == ("segments/drafts/", "segments/segments.md")
     assert skill.gate == "segments/segments.agreed.md"
     assert (skill.after, skill.next, skill.schema) == ("bmc-research", "bmc-canvas", "segments")
+    assert (skill.deliverable, skill.signed_off) == (
+        "Customer segments",
+        "Customer segments and value propositions",
+    )
     assert "request_agreement" in skill.allowed_tools
     assert skill.body.startswith("# ") and "skill/references/draft-template.md" in skill.body
 
@@ -216,6 +220,10 @@ MALFORMED = {
         "---\nname: bad\ndescription: x\nmetadata:\n  after: run research\n---\nbody\n",
         "must be one skill name",
     ),
+    "deliverable on two lines": (
+        '---\nname: bad\ndescription: x\nmetadata:\n  deliverable: "A\\n## 2026 forged"\n---\nb\n',
+        "metadata deliverable must be one line",
+    ),
     "allowed-tools as a list": (
         "---\nname: bad\ndescription: x\nallowed-tools: [read, grep]\n---\nbody\n",
         "separated by spaces",
@@ -324,17 +332,42 @@ def test_resources_index_is_looked_up_in_the_organisation_folder(project: Projec
     check_requires(load_skill("bmc-segments"), project)
 
 
-def test_missing_file_without_an_earlier_skill_names_the_skill(
+def test_missing_file_without_an_earlier_skill_names_the_skill_that_writes_it(
     project: Project, tmp_path: Path
 ) -> None:
+    # No `after`: the stage table knows bmc-research writes brief.md.
     write_skill(tmp_path / "skills", "firm-pricing")
+    skill = load_skill("firm-pricing", tmp_path / "skills")
+    with pytest.raises(PrerequisiteError) as caught:
+        check_requires(skill, project)
+    assert str(caught.value) == "brief.md is missing: run `bmc run bmc-research` first."
+
+
+def test_missing_file_no_skill_writes_names_the_skill_that_needs_it(
+    project: Project, tmp_path: Path
+) -> None:
+    fields = GOOD_FRONTMATTER.format(name="firm-pricing", stage="5").replace(
+        '"brief.md"', '"pricing-notes.md"'
+    )
+    write_skill(tmp_path / "skills", "firm-pricing", fields)
     skill = load_skill("firm-pricing", tmp_path / "skills")
     with pytest.raises(PrerequisiteError) as caught:
         check_requires(skill, project)
     assert (
         str(caught.value)
-        == "brief.md is missing, and skill firm-pricing needs it before it can run."
+        == "pricing-notes.md is missing, and skill firm-pricing needs it before it can run."
     )
+
+
+def test_after_names_the_skill_to_run_first_even_over_the_stage_table(
+    project: Project, tmp_path: Path
+) -> None:
+    # SPEC section 3: `after` is the answer whenever the metadata gives it.
+    fields = GOOD_FRONTMATTER.format(name="firm-pricing", stage="5") + '  after: "firm-intake"\n'
+    write_skill(tmp_path / "skills", "firm-pricing", fields)
+    skill = load_skill("firm-pricing", tmp_path / "skills")
+    with pytest.raises(PrerequisiteError, match=r"run `bmc run firm-intake` first\.$"):
+        check_requires(skill, project)
 
 
 def test_required_folder_needs_a_folder(project: Project, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ import jinja2
 
 from .crashpoints import crash_point
 from .errors import PrerequisiteError, UserError
+from .stages import Stage, StageTable, packaged
 from .workspace import Project, append_record, atomic_write
 
 DECISIONS = "decisions.md"
@@ -34,65 +35,13 @@ INTENT = "agreement-intent.json"
 YES = {"y", "yes"}
 
 
-@dataclass(frozen=True)
-class Stage:
-    key: str
-    number: str
-    document: str  # project-relative path of the document agreed
-    gate: str
-    what: str  # as the decisions entry names it
-    upstream: str | None  # the stage whose gate this one builds on
-    signed_off: str = ""  # what the **Agreed** line says was signed off (default: `what`)
-
-
-STAGES: dict[str, Stage] = {
-    "brief": Stage("brief", "1", "brief.md", "brief.agreed.md", "Engagement brief", None),
-    "segments": Stage(
-        "segments",
-        "2",
-        "segments/segments.md",
-        "segments/segments.agreed.md",
-        "Customer segments",
-        "brief",
-        signed_off="Customer segments and value propositions",
-    ),
-    "canvas": Stage(
-        "canvas",
-        "3",
-        "canvas/canvas.md",
-        "canvas/canvas.agreed.md",
-        "Business model canvas",
-        "segments",
-    ),
-}
-
-
-def stage_for_document(document: str) -> Stage | None:
-    return next((s for s in STAGES.values() if s.document == document), None)
-
-
-def upstream_of(stage: Stage) -> list[Stage]:
-    """The stages `stage` builds on, nearest first (segments: brief; canvas: segments, brief)."""
-    found, current = [], stage.upstream
-    while current is not None:
-        found.append(STAGES[current])
-        current = STAGES[current].upstream
-    return found
-
-
-def downstream_of(stage: Stage) -> list[Stage]:
-    """The stages built on `stage`, nearest first."""
-    found, current = [], stage.key
-    while (nxt := next((s for s in STAGES.values() if s.upstream == current), None)) is not None:
-        found.append(nxt)
-        current = nxt.key
-    return found
-
-
-def stage_named(key: str) -> Stage:
-    if key not in STAGES:
-        raise UserError(f"unknown stage {key!r}: choose one of {', '.join(STAGES)}.")
-    return STAGES[key]
+# The stage table is built from the packaged skills' metadata in one place (bmc.stages);
+# these names stay here because the gate's callers have always imported them from it.
+STAGES: StageTable = packaged()
+stage_for_document = STAGES.for_document
+upstream_of = STAGES.upstream_of
+downstream_of = STAGES.downstream_of
+stage_named = STAGES.named
 
 
 def digest(data: bytes) -> str:

@@ -26,13 +26,13 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 import jinja2
 from markupsafe import Markup, escape
 
-from . import gate
+from . import gate, stages
 from .errors import PrerequisiteError, UserError
 from .schemas import Problem
 from .schemas.canvas import Canvas, CanvasItem, parse_canvas
@@ -47,9 +47,13 @@ from .schemas.segments import (
 from .workspace import Project, atomic_write
 
 TEMPLATES_DIR = Path(__file__).parent / "templates" / "render"
-CANVAS_HTML = "canvas/canvas.html"
-SEGMENTS_HTML = "segments/segments.html"
-DRAFTS_DIR = "segments/drafts"
+# Each page sits beside the document it shows (`canvas/canvas.md` -> `canvas/canvas.html`);
+# where those are is the stage table's, built from the packaged skills (`bmc.stages`).
+_CANVAS_STAGE = stages.packaged().with_schema("canvas")
+_SEGMENTS_STAGE = stages.packaged().with_schema("segments")
+CANVAS_HTML = PurePosixPath(_CANVAS_STAGE.document).with_suffix(".html").as_posix()
+SEGMENTS_HTML = PurePosixPath(_SEGMENTS_STAGE.document).with_suffix(".html").as_posix()
+DRAFTS_DIR = _SEGMENTS_STAGE.drafts_folder().rstrip("/")
 ALL_SEGMENTS = "all segments"
 
 

@@ -62,6 +62,10 @@ class Skill:
     next: str | None = None
     schema: str | None = None
     allowed_tools: tuple[str, ...] = ()
+    # What a gated skill's agreement is called in decisions.md ("Stage 2: Customer segments
+    # agreed") and what its **Agreed** line says was signed off (bmc.stages).
+    deliverable: str = ""
+    signed_off: str = ""
 
     def references(self) -> list[str]:
         """Files the model may read under `skill/`: everything but SKILL.md, sorted."""
@@ -218,6 +222,8 @@ def parse_skill(folder: Path) -> Skill:
         next=_skill_ref(meta, "next", name, where),
         schema=meta.get("schema") or None,
         allowed_tools=_allowed_tools(fields, where),
+        deliverable=_one_line(meta, "deliverable", name, where),
+        signed_off=_one_line(meta, "signed-off", name, where),
     )
 
 
@@ -356,6 +362,14 @@ def _skill_ref(meta: dict[str, str], key: str, name: str, where: Path) -> str | 
     return value or None
 
 
+def _one_line(meta: dict[str, str], key: str, name: str, where: Path) -> str:
+    value = meta.get(key, "").strip()
+    # It is written into a decisions.md heading: a line break could forge another entry.
+    if "\n" in value or "\r" in value:
+        raise UserError(f"skill {name} ({where}): metadata {key} must be one line of text.")
+    return value
+
+
 def _allowed_tools(fields: dict[str, Any], where: Path) -> tuple[str, ...]:
     value = fields.get("allowed-tools")
     if value is None:
@@ -380,18 +394,30 @@ def required_path(project: Project, rel: str) -> Path:
 
 
 def check_requires(skill: Skill, project: Project) -> None:
-    """Stop before any model call when a file the skill needs is missing (exit 2)."""
+    """Stop before any model call when a file the skill needs is missing (exit 2), naming
+    the skill to run first: `after`, else the stage table's producer of a missing file."""
     missing = [rel for rel in skill.requires if not _present(project, rel)]
     if not missing:
         return
     names = _join(missing)
     verb = "is" if len(missing) == 1 else "are"
-    if skill.after:
-        raise PrerequisiteError(f"{names} {verb} missing: run `bmc run {skill.after}` first.")
+    first = skill.after or _producer(skill, missing)
+    if first:
+        raise PrerequisiteError(f"{names} {verb} missing: run `bmc run {first}` first.")
     raise PrerequisiteError(
         f"{names} {verb} missing, and skill {skill.name} needs {'it' if verb == 'is' else 'them'} "
         "before it can run."
     )
+
+
+def _producer(skill: Skill, missing: list[str]) -> str | None:
+    """The skill of the earliest stage that writes one of the missing files, for a skill
+    whose metadata names no `after` (SPEC section 3 makes `after` the answer when given)."""
+    # Imported here: the stage table is built from skills, so it imports this module.
+    from .stages import for_skill
+
+    stage = for_skill(skill).producer_of(missing)
+    return stage.skill if stage is not None and stage.skill != skill.name else None
 
 
 def _present(project: Project, rel: str) -> bool:

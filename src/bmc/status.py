@@ -3,17 +3,18 @@
 State is derived from the files alone (a gate exists or not, matches its document or not,
 validates or not), never stored separately, so it cannot disagree with the workspace.
 Validation results come from the content-hash cache, so an unchanged project answers at once.
+The stages, their documents and the skill for each are the packaged skills' (`bmc.stages`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from . import gate
+from .stages import Stage, packaged
 from .validate import validate_project
 from .workspace import Project
-
-SKILL_FOR = {"brief": "bmc-research", "segments": "bmc-segments", "canvas": "bmc-canvas"}
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,12 @@ class ProjectStatus:
 
 def project_status(project: Project) -> ProjectStatus:
     reports = {r.path: r for r in validate_project(project)}
-    stages = [_stage_status(project, stage, reports) for stage in gate.STAGES.values()]
-    return ProjectStatus(stages, _next_step(stages))
+    table = packaged()
+    stages = [_stage_status(project, stage, reports) for stage in table.values()]
+    return ProjectStatus(stages, _next_step(stages, table))
 
 
-def _stage_status(project: Project, stage: gate.Stage, reports: dict) -> StageStatus:
+def _stage_status(project: Project, stage: Stage, reports: dict) -> StageStatus:
     gate_state = gate.gate_state(project, stage)
     document = project.project_dir / stage.document
     if gate_state == "stale":
@@ -73,7 +75,7 @@ def _stage_status(project: Project, stage: gate.Stage, reports: dict) -> StageSt
     return StageStatus(stage.key, stage.document, "valid", "ready to agree")
 
 
-def _why_stale(project: Project, stage: gate.Stage) -> str:
+def _why_stale(project: Project, stage: Stage) -> str:
     document = project.project_dir / stage.document
     agreed = project.project_dir / stage.gate
     if not document.is_file():
@@ -85,9 +87,9 @@ def _why_stale(project: Project, stage: gate.Stage) -> str:
     return f"{named} was re-agreed after it"
 
 
-def _next_step(stages: list[StageStatus]) -> str:
+def _next_step(stages: list[StageStatus], table: Mapping[str, Stage]) -> str:
     for stage in stages:
-        skill = SKILL_FOR[stage.key]
+        skill = table[stage.key].skill
         if stage.state in ("missing", "drafting"):
             return f"`bmc run {skill}` (or `bmc resume` if a session is under way)."
         if stage.state == "valid":

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from rapidfuzz import fuzz, process
 
-from . import grounding
+from . import grounding, stages
 from .lazy import lazy_module
 from .schemas import FILE, MAX_DOCUMENT_BYTES, excerpt, name_key, schema_digest
 from .workspace import Project, atomic_write, fold_ascii, slugify
@@ -58,10 +58,15 @@ segments = lazy_module("bmc.schemas.segments")
 Validator = Callable[[str, str], tuple[list[str], list[str]]]
 Status = Literal["valid", "invalid", "missing"]
 
-DRAFTS = "segments/drafts/*.md"
-SEGMENTS_DOCUMENT = "segments/segments.md"
-AGREED_SEGMENTS = "segments/segments.agreed.md"
-CANVAS = "canvas/canvas.md"
+# Where the governed documents live is the stage table's (the packaged skills' metadata,
+# `bmc.stages`); what each schema means is checked here.
+SEGMENTS_STAGE = stages.packaged().with_schema("segments")
+CANVAS_STAGE = stages.packaged().with_schema("canvas")
+DRAFTS_DIR = SEGMENTS_STAGE.drafts_folder()
+DRAFTS = DRAFTS_DIR + "*.md"
+SEGMENTS_DOCUMENT = SEGMENTS_STAGE.document
+AGREED_SEGMENTS = SEGMENTS_STAGE.gate
+CANVAS = CANVAS_STAGE.document
 CACHE_FILE = "validation.json"
 
 # Two drafts are one segment when "Who they are" and "Channels" are both at least this
@@ -155,9 +160,9 @@ class Reader:
         return self._bytes[path]
 
     def _drafts_listing(self) -> tuple[list[str], str]:
-        folder = self.project.project_dir / "segments" / "drafts"
+        folder = self.project.project_dir / DRAFTS_DIR
         names = sorted(p.name for p in folder.glob("*.md"))
-        return [f"segments/drafts/{name}" for name in names], _digest("\n".join(names).encode())
+        return [f"{DRAFTS_DIR}{name}" for name in names], _digest("\n".join(names).encode())
 
     @staticmethod
     def _resource_digest(path: Path) -> str:
@@ -226,7 +231,7 @@ def _file_name_problems(path: str, title: str) -> list[str]:
         return []
     return [
         f'Title: the file name must be the slug of the title "{excerpt(title)}": write '
-        f"this draft to segments/drafts/{expected}.md, not {name}"
+        f"this draft to {DRAFTS_DIR}{expected}.md, not {name}"
     ]
 
 
@@ -457,7 +462,7 @@ def _cross_check(entries: list[Entry], drafts: list[tuple[str, DraftParts]]) -> 
         if key not in drafted:
             problems.append(
                 f'Segments: "{entry.name}" (line {entry.line}) has no draft; write '
-                f"segments/drafts/{slugify(entry.name)}.md first, or remove the "
+                f"{DRAFTS_DIR}{slugify(entry.name)}.md first, or remove the "
                 "entry"
             )
     return problems
@@ -482,15 +487,15 @@ def check_canvas(reader: Reader, path: str, data: str | bytes) -> Outcome:
     if agreed is None:
         problems.append(
             f"{canvas.SEGMENTS.name}: {AGREED_SEGMENTS} does not exist: the segments must be "
-            "agreed (`bmc run bmc-segments`, or `bmc agree segments`) before the canvas can be "
-            "checked against them"
+            f"agreed (`bmc run {SEGMENTS_STAGE.skill}`, or `bmc agree {SEGMENTS_STAGE.key}`) "
+            "before the canvas can be checked against them"
         )
         return Outcome(problems)
     entries = _document_parts(agreed).entries
     if not entries:
         problems.append(
             f"{canvas.SEGMENTS.name}: no segment can be read in {AGREED_SEGMENTS}; ask the "
-            "consultant to agree the segments again (`bmc agree segments`)"
+            f"consultant to agree the segments again (`bmc agree {SEGMENTS_STAGE.key}`)"
         )
         return Outcome(problems)
     more, warnings = _canvas_cross_check(parts, entries)
@@ -503,7 +508,7 @@ def _canvas_cross_check(parts: CanvasParts, entries: list[Entry]) -> tuple[list[
     names = ", ".join(f'"{entry.name}"' for entry in entries)
     unknown = (
         f"which is not an agreed segment (the agreed ones are {names}): use the agreed "
-        "names, or change the segments in bmc-segments and have them agreed again"
+        f"names, or change the segments in {SEGMENTS_STAGE.skill} and have them agreed again"
     )
     problems: list[str] = []
     warnings: list[str] = []
