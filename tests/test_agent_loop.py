@@ -34,12 +34,12 @@ from bmc.agent import (
     clear_old_context,
     with_cache_breakpoints,
 )
+from bmc.engine import RunOptions
 from bmc.errors import BmcError, ModelError, StoppedForPerson, UserError
-from bmc.runner import RunOptions, resume, start
 from bmc.scripted import ScriptedModel, check_request
 from bmc.skills import load_skill
 from bmc.tools import Toolbox
-from bmc.ui import TerminalDisplay
+from bmc.ui import TerminalDisplay, resume, start
 from bmc.usage import DEFAULT_MODEL, RunUsage, TurnUsage, price_for
 from bmc.workspace import Project, init_project
 

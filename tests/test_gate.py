@@ -29,7 +29,8 @@ import anthropic
 import pytest
 from rich.console import Console
 
-from bmc import gate, runner
+from bmc import gate, ui
+from bmc.engine import RunOptions
 from bmc.scripted import ScriptedModel
 from bmc.session import WAITING_AGREEMENT, load_session
 from bmc.status import project_status
@@ -173,8 +174,8 @@ def chat(
     model = scripted({"steps": steps})
     client = anthropic.Anthropic(base_url=model.base_url, api_key="sk-test-scripted", max_retries=0)
     display = TerminalDisplay(Console(file=consultant.screen, width=200, highlight=False))
-    options = runner.RunOptions(client=client)
-    runner.start(project, "bmc-segments", options, display, consultant)
+    options = RunOptions(client=client)
+    ui.start(project, "bmc-segments", options, display, consultant)
     model.assert_finished()
     return Chat(model, consultant.screen.getvalue())
 
@@ -336,24 +337,37 @@ def test_feedback_goes_back_to_the_model_which_revises_and_asks_again(
     assert "(client)" not in entry
 
 
-def test_a_document_changed_between_showing_and_yes_is_not_agreed(
+def test_a_yes_to_a_document_changed_since_it_was_shown_agrees_nothing_and_shows_the_new_one(
     ready: Project, scripted: Callable[..., ScriptedModel]
 ) -> None:
-    def hand_edit(_: int) -> None:  # someone saves the file while the question is on screen
-        path = ready.project_dir / SEGMENTS_MD
-        path.write_text(path.read_text("utf-8").replace(OVERVIEW_END, REVISED_END), "utf-8")
+    shown = (ready.project_dir / SEGMENTS_MD).read_bytes()
+
+    def hand_edit(number: int) -> None:  # someone saves the file while the question is up
+        if number == 1:
+            path = ready.project_dir / SEGMENTS_MD
+            path.write_text(path.read_text("utf-8").replace(OVERVIEW_END, REVISED_END), "utf-8")
 
     steps = [
         reply(ask("toolu_a1")),
         reply(
-            say("It changed; I'll read it again."),
-            expect=results(toolu_a1={"is_error": True, "contains": "changed after it was shown"}),
+            say("Agreed on the revised version."),
+            expect=results(toolu_a1={"is_error": False, "contains": "agreed"}),
         ),
     ]
-    session = chat(ready, scripted, steps, Consultant(["yes"], hand_edit))
+    consultant = Consultant(["yes", "yes"], hand_edit)
+    session = chat(ready, scripted, steps, consultant)
 
-    assert "nothing was agreed" in session.result("toolu_a1")["content"]
-    assert_nothing_agreed(ready)
+    revised = (ready.project_dir / SEGMENTS_MD).read_bytes()
+    # The first yes agreed nothing: the person was told, and shown the new version at once.
+    assert len(consultant.prompts) == 2
+    second = consultant.seen[1][len(consultant.seen[0]) :]
+    assert "changed after you were shown it" in " ".join(second.split())
+    assert gate.digest(shown) in second and gate.digest(revised) in second
+    # The second yes agreed exactly what it was shown: the revised bytes.
+    assert (ready.project_dir / GATE).read_bytes() == revised
+    decisions = (ready.project_dir / "decisions.md").read_text("utf-8")
+    assert gate.digest(revised) in decisions and gate.digest(shown) not in decisions
+    assert session.result("toolu_a1")["content"].startswith("agreed")
 
 
 # Each damages a ready project and returns what the refusal must say (every problem of it).
@@ -555,7 +569,7 @@ def test_re_agreeing_the_brief_makes_every_gate_built_on_it_stale(ready: Project
     atomic_write(ready.project_dir / canvas.document, "# Business Model Canvas — Tidewater\n")
     gate.agree(
         ready,
-        gate.propose(ready, canvas, lambda *_: [], gate.summarise),
+        gate.propose(ready, canvas),
         scope="",
         agreed_by="Priya Raman (consultant)",
     )
@@ -615,7 +629,7 @@ def write_gate_without_entry(
 ) -> str:
     """What `gate.agree` does up to the crash point: the intent note, then the gate."""
     stage = gate.STAGES["segments"]
-    proposal = gate.propose(project, stage, gate.check_stage, gate.summarise)
+    proposal = gate.propose(project, stage)
     intent = gate.Intent(
         stage="segments",
         digest=proposal.digest,

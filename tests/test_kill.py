@@ -53,7 +53,7 @@ DECISIONS = "decisions.md"
 # (negative: killed by that signal, as subprocess reports it).
 ZYGOTE = r"""
 import io, json, os, shutil, sys, tempfile, threading, time, traceback
-import bmc.cli, bmc.runner  # the SDK import is most of a command's start-up
+import bmc.cli, bmc.engine  # the SDK import is most of a command's start-up
 from bmc.scripted import ScriptedModel
 
 # Warm up: one whole uninterrupted session, so the SDK's lazily built models, the templates
@@ -173,7 +173,9 @@ def zygote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Zygote]:
 #   stream-text     three text deltas per reply: 1-3, 4-6, 7-9, 10-12, 13-15
 #   tool-result     1-4 glob and reads, 5-8 draft writes, 9 segments.md, 10 agreement
 #   atomic-write    1 lock holder note, 2 its session id, 3-6 drafts, 7 segments.md,
-#                   8 validation cache, 9 agreement intent, 10 the gate
+#                   8 validation cache; the lock is let go while the consultant answers,
+#                   so 9 and 10 are the holder note and session id again, 11 agreement
+#                   intent, 12 the gate
 #   gate-written    1
 # Points before the session's first record (journal-append:1, atomic-write:1-2) leave
 # nothing to resume and are left out. `journal-append` counts the journal's records
@@ -208,7 +210,8 @@ KILL_POINTS: list[Any] = [
     "atomic-write:4",
     "atomic-write:7",
     "atomic-write:9",
-    "atomic-write:10",
+    "atomic-write:11",
+    "atomic-write:12",
     "gate-written:1",
 ]
 
@@ -218,8 +221,9 @@ KILL_POINTS: list[Any] = [
 TEMP_LEFT_BY = {
     "atomic-write:4": "visitors-and-day-trippers.md",
     "atomic-write:7": "segments.md",
-    "atomic-write:9": "agreement-intent.json",
-    "atomic-write:10": "segments.agreed.md",
+    "atomic-write:9": "session.holder.json",
+    "atomic-write:11": "agreement-intent.json",
+    "atomic-write:12": "segments.agreed.md",
 }
 
 

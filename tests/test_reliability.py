@@ -40,12 +40,12 @@ import pytest
 from rich.console import Console
 
 from bmc import session as sessions
+from bmc.engine import RunOptions
 from bmc.errors import BmcError
 from bmc.journal import read_journal
 from bmc.resources import data_dir
-from bmc.runner import RunOptions, start
 from bmc.scripted import ScriptedModel, check_request
-from bmc.ui import Consultant, TerminalDisplay
+from bmc.ui import Consultant, TerminalDisplay, start
 from bmc.usage import DEFAULT_MODEL
 from bmc.validate import validate_project
 from bmc.workspace import Project, locate

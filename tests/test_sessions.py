@@ -26,9 +26,10 @@ from typing import Any
 import anthropic
 import pytest
 
-from bmc import runner
 from bmc import session as sessions
+from bmc import ui
 from bmc.cli import main
+from bmc.engine import RunOptions
 from bmc.errors import UserError
 from bmc.gate import digest
 from bmc.journal import Journal, read_journal
@@ -377,10 +378,10 @@ def test_drift_is_reported_before_anything_is_sent(
     def client() -> anthropic.Anthropic:
         return anthropic.Anthropic(base_url=model.base_url, api_key="test-key", max_retries=0)
 
-    runner.start(
+    ui.start(
         project,
         "bmc-segments",
-        runner.RunOptions(skills_dir=skills, client=client()),
+        RunOptions(skills_dir=skills, client=client()),
         TerminalDisplay(),
         Lines(),
     )
@@ -393,9 +394,7 @@ def test_drift_is_reported_before_anything_is_sent(
     skill_md.write_text(skill_md.read_text("utf-8") + "\nAlways cite page numbers.\n", "utf-8")
 
     display = RecordingDisplay(model)
-    resumed = runner.resume(
-        project, None, runner.RunOptions(client=client()), display, Lines("Go on.")
-    )
+    resumed = ui.resume(project, None, RunOptions(client=client()), display, Lines("Go on."))
 
     drift = [(t, n) for t, n in display.notices if t.startswith("Since this session paused")]
     assert sorted(t for t, _ in drift) == [
@@ -476,16 +475,12 @@ def test_the_journal_is_durable_before_each_request_with_one_fsync_per_turn(
 
     client.messages.stream = stream  # type: ignore[method-assign]
 
-    with ProjectLock(project).hold("bmc-segments") as lock:
-        session = runner.start(
-            project,
-            "bmc-segments",
-            runner.RunOptions(client=client, lock=lock),
-            TerminalDisplay(),
-            Lines(),
-        )
-        journal = journal_of(project)
-        assert open_handles(journal) == [], "the journal was left open after the run"
+    session = ui.start(
+        project, "bmc-segments", RunOptions(client=client), TerminalDisplay(), Lines()
+    )
+    journal = journal_of(project)
+    assert open_handles(journal) == [], "the journal was left open after the run"
+    assert session is not None
 
     # Every record reached the disk before the request that follows it went out...
     assert unsynced_at_request == [0, 0, 0]
@@ -616,12 +611,14 @@ def test_pause_at_the_gate_then_agree_on_resume_in_a_new_process(
 def test_two_runs_racing_for_one_project_one_runs_the_other_is_told_who_holds_it(
     project: Project, bmc: Callable[..., Done], scripted: Start
 ) -> None:
-    # One step only: a second session talking to the model would be a divergence.
-    model = scripted({"steps": [says("Ready when you are.")]})
+    # One step only: a second session talking to the model would be a divergence. The
+    # model takes its time, so the winner holds the lock (it is let go only while the
+    # session waits for the consultant, SPEC section 7).
+    model = scripted({"steps": [says("Ready when you are.") | {"fault": {"delay": 4}}]})
     racers = [
         subprocess.Popen(
             python_bmc(project, "run", "bmc-segments"),
-            stdin=subprocess.PIPE,  # held open: the winner waits for the consultant
+            stdin=subprocess.PIPE,  # held open: the winner then waits for the consultant
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

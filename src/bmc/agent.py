@@ -67,6 +67,11 @@ class Display(Protocol):
     def notice(self, text: str) -> None: ...
 
 
+class Interrupted(Exception):
+    """A surface asked the loop to stop: a half-streamed reply is dropped, and tool calls
+    not yet run stay unanswered, to run on resume."""
+
+
 @dataclass(frozen=True)
 class RunnerTool:
     """A tool the runner itself answers (request_agreement); its handler may raise to pause."""
@@ -80,7 +85,8 @@ class Limits:
     max_turns: int | None = None
     max_cost: float | None = None
     # A model that works this many turns without handing back to the consultant is looping
-    # (SPEC section 11): stop for a person, resumable. Always on; --max-turns is per run.
+    # (SPEC section 11): stop for a person, resumable. Always on (--max-turns-per-message
+    # raises it); --max-turns is per run.
     turns_per_message: int = 60
     max_tokens: int = 8192
     retry_budget: int = 4
@@ -106,6 +112,8 @@ class Agent:
     # Where the last clearing stopped: messages before it never change again, so a cache
     # breakpoint there lets the next clearing read them instead of writing them anew.
     boundary: int | None = None
+    # Asked between stream events and tool calls; true once a surface wants the loop to stop.
+    should_stop: Callable[[], bool] = lambda: False
     _sizes: _SizeMemo = field(default_factory=lambda: _SizeMemo(), init=False, repr=False)
 
     def run(self, messages: list[dict[str, Any]]) -> str:
@@ -113,11 +121,15 @@ class Agent:
         max_tokens = self.limits.max_tokens
         turns_here = cut_at_ceiling = 0
         while True:
+            if self.should_stop():
+                raise Interrupted
             self._check_budgets()
             if turns_here >= self.limits.turns_per_message:
                 raise StoppedForPerson(
-                    f"the model worked {turns_here} turns without handing back to you; check "
-                    "what it did, then `bmc resume` to go on (or give it a narrower task)."
+                    f"the model worked {turns_here} turns without handing back to you (the "
+                    "--max-turns-per-message limit); check what it did, then `bmc resume` to "
+                    "go on, with a higher --max-turns-per-message if the task needs it (a "
+                    "research stage over many reports can), or give it a narrower task."
                 )
             turns_here += 1
             cleared_upto = self._keep_inside_window(messages)
@@ -161,6 +173,8 @@ class Agent:
         the pause or crash): only the calls still unanswered run.
         """
         for call in unanswered_calls(messages):
+            if self.should_stop():
+                raise Interrupted
             block = _tool_result(call["id"], self._run_one(call))
             crash_point("tool-result")
             self.recorder.tool_result(block, dict(self.toolbox.read_hashes))
@@ -206,6 +220,10 @@ class Agent:
                 with self.client.messages.stream(**params) as stream:
                     started = True
                     for event in stream:
+                        if self.should_stop():
+                            # Dropped as a broken stream is: nothing of it was recorded.
+                            self.display.reply_dropped("stopped")
+                            raise Interrupted
                         if event.type == "text":
                             self.display.text(event.text)
                             crash_point("stream-text")

@@ -121,17 +121,20 @@ def _run_options(
     skills_dir: str | None,
     max_turns: int | None,
     max_cost: float | None,
+    max_turns_per_message: int,
     provider: str,
     agreed_as: str | None,
 ) -> Any:
     """The options of a model run, with its client (one sentence if the key is missing)."""
     from .agent import Limits
-    from .runner import RunOptions, make_client
+    from .engine import RunOptions, make_client
 
+    limits = Limits(max_turns=max_turns, max_cost=max_cost, turns_per_message=max_turns_per_message)
     return RunOptions(
         model=model,
         skills_dir=Path(skills_dir) if skills_dir else None,
-        limits=Limits(max_turns=max_turns, max_cost=max_cost),
+        limits=limits,
+        provider=provider,
         client=make_client(provider),
         agreed_as=agreed_as,
     )
@@ -152,6 +155,13 @@ def model_options(fn: Any) -> Any:
     )(fn)
     fn = click.option(
         "--max-cost", type=float, help="Stop (resumable) once the run has cost this many dollars."
+    )(fn)
+    fn = click.option(
+        "--max-turns-per-message",
+        type=click.IntRange(min=1),
+        default=60,
+        show_default=True,
+        help="Stop (resumable) when the model works this many turns without handing back.",
     )(fn)
     fn = click.option(
         "--max-turns", type=int, help="Stop (resumable) after this many model turns."
@@ -200,15 +210,15 @@ def run(
     options = _run_options(**model_options)
     options.web = web
 
-    def start(runner: Any, options: Any, display: Any, consultant: Any) -> None:
-        session = runner.start(where, skill, options, display, consultant, opening=message)
-        if record:
+    def start(terminal: Any, display: Any, consultant: Any) -> None:
+        session = terminal.start(where, skill, options, display, consultant, opening=message)
+        if record and session is not None:
             from .record import write_scenario
 
             write_scenario(session, Path(record))
             display.notice(f"Scenario saved to {record}.")
 
-    _converse(start, where, options, label=skill)
+    _converse(start)
 
 
 @cli.command()
@@ -227,12 +237,9 @@ def resume(
     _preflight_resume(where, session_id)
     options = _run_options(**model_options)
     _converse(
-        lambda runner, options, display, consultant: runner.resume(
+        lambda terminal, display, consultant: terminal.resume(
             where, session_id, options, display, consultant
-        ),
-        where,
-        options,
-        label=session_id or "resume",
+        )
     )
 
 
@@ -256,17 +263,12 @@ def _preflight_resume(project: Project, session_id: str | None) -> None:
     read_journal(session_path(project, session_id))  # raises on a damaged journal
 
 
-def _converse(action: Any, project: Project, options: Any, label: str) -> None:
-    from . import runner
-    from .lock import ProjectLock
-    from .ui import Consultant, TerminalDisplay
+def _converse(action: Any) -> None:
+    """Run a conversation in this terminal; the engine takes the project's lock itself."""
+    from . import ui
 
-    display = TerminalDisplay()
-    consultant = Consultant(display.console)
-    with ProjectLock(project).hold(label) as lock:
-        options.lock = lock  # the session started or resumed under it names itself in it
-        _repair(project, display)
-        action(runner, options, display, consultant)
+    display = ui.TerminalDisplay()
+    action(ui, display, ui.Consultant(display.console))
 
 
 def _repair_when_free(project: Project) -> None:
@@ -287,14 +289,6 @@ def _repair_when_free(project: Project) -> None:
         return
     if note:
         click.echo(f"Repaired: {note}.", err=True)
-
-
-def _repair(project: Project, display: Any) -> None:
-    from .gate import repair_decisions
-
-    note = repair_decisions(project)
-    if note:
-        display.notice(f"Repaired: {note}.")
 
 
 def _print_table(headers: list[str], rows: list[list[Any]]) -> None:
@@ -391,37 +385,49 @@ def agree(
     project: str | None,
 ) -> None:
     """Agree STAGE (brief, segments, canvas) outside a chat: shows it, asks for an explicit yes."""
-    from . import gate
-    from .agreement import show_proposal
-    from .lock import ProjectLock
-    from .ui import Consultant, TerminalDisplay
+    from . import agreement, gate
+    from .ui import Consultant, TerminalDisplay, ask_agreement
 
     where = _where(workspace, org, project).project_or_fail()
     chosen = gate.stage_named(stage)
     display = TerminalDisplay()
-    with ProjectLock(where).hold(f"bmc agree {stage}"):
-        _repair(where, display)
-        proposal = gate.propose(where, chosen, gate.check_stage, gate.summarise)
-        if proposal.problems:
-            listing = "; ".join(proposal.problems[:5])
-            raise UserError(f"{chosen.document} is not ready to agree: {listing}")
-        show_proposal(display.console, proposal, scope)
-        answer = Consultant(display.console).answer(
-            "Does the client agree? Type yes (optionally `yes, <client contact>`), "
-            "or anything else to stop: "
+    consultant = Consultant(display.console)
+
+    def ask(
+        proposal: gate.Proposal, scope: str, changed_from: str | None
+    ) -> agreement.Answer | None:
+        return ask_agreement(
+            display, consultant, agreement.presented(proposal, scope, changed_from), AGREE_PROMPT
         )
-        parsed = gate.parse_answer(answer) if answer is not None else gate.Answer(False)
-        if not parsed.agreed:
-            click.echo("Nothing was agreed.")
-            return
-        who = gate.signatories(gate.consultant_name(agreed_as), parsed.contact)
-        gate.agree(where, proposal, scope=scope, agreed_by=who)
+
+    try:
+        result = agreement.agree_outside(
+            where,
+            chosen,
+            scope=scope,
+            consultant=agreement.consultant_name(agreed_as),
+            ask=ask,
+            notify=display.notice,
+        )
+    except agreement.Unanswered:
+        click.echo("Nothing was agreed.")
+        return
+    if isinstance(result, agreement.Recorded):
         click.echo(f"Agreed: {chosen.gate} written and recorded in decisions.md.")
-        for downstream in gate.downstream_of(chosen):
-            if (where.project_dir / downstream.gate).exists():
-                click.echo(
-                    f"{downstream.gate} is now stale: agree the {downstream.key} stage again."
-                )
+        for downstream in result.stale:
+            click.echo(f"{downstream.gate} is now stale: agree the {downstream.key} stage again.")
+    elif isinstance(result, agreement.AlreadyAgreed):
+        click.echo(f"Already agreed: {chosen.gate} was written by another answer first.")
+    elif isinstance(result, agreement.Changed):
+        raise UserError(agreement.NotReady(chosen.document, result.proposal.problems).args[0])
+    else:
+        click.echo("Nothing was agreed.")
+
+
+AGREE_PROMPT = (
+    "Does the client agree? Type yes (optionally `yes, <client contact>`), "
+    "or anything else to stop: "
+)
 
 
 @cli.command("import")

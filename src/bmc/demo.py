@@ -23,8 +23,8 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from .agreement import parse_answer
 from .errors import UserError
-from .gate import parse_answer
 from .resources import data_dir
 from .workspace import Project
 
@@ -66,7 +66,7 @@ class ScriptedConsultant:
             except (EOFError, KeyboardInterrupt):
                 self.console.print()
                 return None
-            if parse_answer(line).agreed:
+            if parse_answer(line, digest="").agreed:
                 return line
             self.console.print(
                 "In this demo the client agrees: type yes to go on (Ctrl-D stops here, "
@@ -121,9 +121,10 @@ def _play(project: Project, skill: str, scenario_name: str, display: Any, assume
     """One stage of the chain; False when the newcomer stopped at its agreement."""
     import anthropic
 
-    from . import runner
+    from .engine import RunOptions
     from .scripted import ScriptedModel
-    from .session import WAITING_AGREEMENT, ProjectLock
+    from .session import WAITING_AGREEMENT
+    from .ui import start
 
     scenario = json.loads((data_dir("fixtures") / "scenarios" / scenario_name).read_text("utf-8"))
     lines = scenario.get("consultant", [])
@@ -132,11 +133,8 @@ def _play(project: Project, skill: str, scenario_name: str, display: Any, assume
             base_url=model.base_url, api_key="demo-no-key-needed", max_retries=4
         )
         consultant = ScriptedConsultant(display.console, lines, assume_yes)
-        with ProjectLock(project).hold("demo"):
-            session = runner.start(
-                project, skill, runner.RunOptions(client=client), display, consultant
-            )
-        if session.status == WAITING_AGREEMENT:
+        session = start(project, skill, RunOptions(client=client), display, consultant)
+        if session is None or session.status == WAITING_AGREEMENT:
             return False
         model.assert_finished()  # a demo that went off script is a bug: say so loudly
     return True

@@ -18,8 +18,6 @@ import json
 import os
 import posixpath
 import re
-import subprocess
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,7 +30,6 @@ from .workspace import Project, append_record, atomic_write
 
 DECISIONS = "decisions.md"
 INTENT = "agreement-intent.json"
-YES = {"y", "yes"}
 
 
 # The stage table is built from the packaged skills' metadata in one place (bmc.stages);
@@ -72,6 +69,9 @@ class Proposal:
     items: list[str]
     problems: list[str]
     details: list[str]  # what the consultant is shown per item (e.g. a segment's propositions)
+    # The gate's digest when this was shown (None: no gate): a gate that changed after that,
+    # to exactly these bytes, was written by another surface answering first.
+    gate_digest: str | None = None
 
 
 def check_stage(project: Project, stage: Stage) -> list[str]:
@@ -114,11 +114,7 @@ def _line(name: str, propositions: list[str]) -> str:
     return f"{name}: {', '.join(propositions)}" if propositions else name
 
 
-Summariser = Callable[[Stage, str], list[str]]
-Checker = Callable[[Project, Stage], list[str]]
-
-
-def propose(project: Project, stage: Stage, check: Checker, summarise: Summariser) -> Proposal:
+def propose(project: Project, stage: Stage) -> Proposal:
     """Read and check the document (and what it depends on) for agreement."""
     path = project.project_dir / stage.document
     if stage.upstream:
@@ -135,21 +131,17 @@ def propose(project: Project, stage: Stage, check: Checker, summarise: Summarise
     details = summarise(stage, text)
     # The brief's sections are shown, but an entry listing them would say nothing.
     items = [d.split(": ", 1)[0] for d in details] if stage.key != "brief" else []
-    return Proposal(stage, data, digest(data), items, check(project, stage), details)
+    problems = check_stage(project, stage)
+    return Proposal(
+        stage, data, digest(data), items, problems, details, gate_digest(project, stage)
+    )
 
 
-def consultant_name(explicit: str | None = None) -> str:
-    if explicit:
-        return explicit
-    if os.environ.get("BMC_CONSULTANT"):
-        return os.environ["BMC_CONSULTANT"]
+def gate_digest(project: Project, stage: Stage) -> str | None:
     try:
-        found = subprocess.run(
-            ["git", "config", "user.name"], capture_output=True, text=True, timeout=2, check=False
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        found = ""
-    return found or os.environ.get("USER") or "the consultant"
+        return digest((project.project_dir / stage.gate).read_bytes())
+    except FileNotFoundError:
+        return None
 
 
 def agree(
@@ -334,42 +326,3 @@ def reagreed_upstream(project: Project, stage: Stage) -> Stage | None:
         return None
     agreed_at = order[stage.number]
     return next((up for up in upstream_of(stage) if order.get(up.number, -1) > agreed_at), None)
-
-
-def is_yes(answer: str) -> bool:
-    return answer.strip().lower().rstrip(".!") in YES
-
-
-# Words that make "yes, ..." a condition rather than a name: "yes, but drop segment 3" is
-# the client's feedback, and agreeing to it would record a yes nobody gave.
-CONDITIONS = frozenset(
-    {
-        "but", "if", "only", "once", "provided", "providing", "unless", "except", "when",
-        "after", "pending", "subject", "assuming", "although", "though", "as", "so", "and",
-        "with", "without",
-    }
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Answer:
-    agreed: bool
-    contact: str = ""  # the client's contact who agreed, from "yes, <name and role>"
-
-
-def signatories(consultant: str, contact: str) -> str:
-    """The decisions entry's "Agreed by" value."""
-    return f"{consultant} (consultant)" + (f"; {contact} (client)" if contact else "")
-
-
-def parse_answer(answer: str) -> Answer:
-    """An explicit yes, optionally naming the client's contact (`yes, Fiona Galbraith,
-    Commercial Director`); anything else, a conditional yes included, is not agreement."""
-    head, _, rest = answer.partition(",")
-    if not is_yes(head):
-        return Answer(False)
-    rest = rest.strip()
-    first = rest.split(maxsplit=1)[0].lower().strip(".,;:!") if rest else ""
-    if first in CONDITIONS:
-        return Answer(False)
-    return Answer(True, rest)

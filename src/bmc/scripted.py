@@ -131,6 +131,9 @@ class Fault(_Strict):
     stream_error: str | None = Field(None, description="Send an SSE error event of this type.")
     after_events: int = Field(0, ge=0, description="Events sent before the stream_error event.")
     delay: float | None = Field(None, ge=0, description="Seconds to wait before answering.")
+    event_gap: float | None = Field(
+        None, ge=0, description="Seconds between streamed events: a slow reply, to stop mid-way."
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Fault:
@@ -144,8 +147,10 @@ class Fault(_Strict):
                 f"a fault takes one of status, cut_after_events, stream_error; "
                 f"got {', '.join(kinds)}"
             )
-        if not kinds and self.delay is None:
-            raise ValueError("a fault needs status, cut_after_events, stream_error or delay")
+        if not kinds and self.delay is None and self.event_gap is None:
+            raise ValueError(
+                "a fault needs status, cut_after_events, stream_error, delay or event_gap"
+            )
         if self.after_events and self.stream_error is None:
             raise ValueError("after_events only goes with stream_error")
         return self
@@ -619,6 +624,7 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     cut: bool = False  # drop the connection before the answer is complete
     delay: float = 0.0  # deliberate wait before answering
+    event_gap: float = 0.0  # deliberate wait between streamed events
     drop: bool = False  # after the delay, close without answering at all
 
 
@@ -744,7 +750,9 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in answer.headers.items():
             self.send_header(name, value)
         self.end_headers()
-        for name, payload in answer.events or []:
+        for index, (name, payload) in enumerate(answer.events or []):
+            if index and answer.event_gap:
+                time.sleep(answer.event_gap)
             data = f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode()
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()
@@ -919,6 +927,7 @@ class ScriptedModel:
         else:
             answer = self._reply(step.reply, fault, request_id, body, streaming)
         answer.delay = delay
+        answer.event_gap = (fault.event_gap or 0.0) if fault else 0.0
         return answer
 
     def _reply(

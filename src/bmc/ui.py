@@ -1,23 +1,47 @@
-"""The terminal side of a conversation: streamed markdown, a spinner, the consultant's input.
+"""The terminal surface: the engine's events rendered, the consultant's words read.
 
 In a terminal, replies render as markdown while they stream and a spinner shows while the
 model thinks or tools run. Piped, everything is plain text and each non-blank stdin line is
-the consultant's next message (SPEC section 8), so sessions can be scripted.
+the consultant's next message (SPEC section 8), so sessions can be scripted. `drive` is the
+whole of the terminal's part in a conversation: it reads the engine's events and answers
+through the engine's API, and decides nothing the engine decides.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from rich.console import Console
 from rich.live import Live
 from rich.markdown import Markdown
 from rich.markup import escape
+from rich.panel import Panel
 from rich.status import Status
 
+from . import agreement
+from .events import (
+    AgreementRecorded,
+    AgreementRequested,
+    Notice,
+    ReplyDropped,
+    ReplyFinished,
+    ReplyStarted,
+    Stopped,
+    TextDelta,
+    ToolLine,
+    Usage,
+    WaitingForMessage,
+)
 from .outcome import ToolOutcome
+
+if TYPE_CHECKING:
+    from .engine import Conversation, RunOptions
+    from .session import Session
+    from .workspace import Project
+
+PROMPT = "Does the client agree? Type yes (optionally `yes, <client contact>`), or their feedback: "
 
 
 class TerminalDisplay:
@@ -76,8 +100,21 @@ class TerminalDisplay:
             self.console.print(f"  [dim]· {escape(label)}[/dim]")
 
     def notice(self, text: str) -> None:
+        if not self.rich:  # piped: no markup to build and parse
+            self.console.file.write(text + "\n")
+            return
         # soft_wrap: a command or path folded across lines cannot be copied.
         self.console.print(f"[yellow]{escape(text)}[/yellow]", soft_wrap=True)
+
+    def agreed(self, event: AgreementRecorded) -> None:
+        self.console.print(
+            f"[green]Agreed:[/green] {escape(event.gate)} written and recorded in decisions.md."
+        )
+        for gate in event.stale:
+            self.console.print(f"{escape(gate)} is now stale: agree that stage again.")
+
+    def summary(self, usage: Usage) -> None:
+        self.console.print(f"[dim]{escape(usage.summary)}[/dim]")
 
     def _spin(self, label: str) -> None:
         if self.rich and self._status is None:
@@ -135,3 +172,115 @@ class Consultant:
 
 def _plain(prompt: str) -> str:
     return Console().render_str(prompt).plain if "[" in prompt else prompt
+
+
+def start(
+    project: Project,
+    skill: str,
+    options: RunOptions,
+    display: TerminalDisplay,
+    consultant: Consultant,
+    opening: str | None = None,
+) -> Session | None:
+    """`bmc run`: start the skill through the engine and chat in the terminal."""
+    from . import engine
+
+    conversation = engine.start(project, skill, options, opening)
+    drive(conversation, display, consultant)
+    return conversation.session
+
+
+def resume(
+    project: Project,
+    session_id: str | None,
+    options: RunOptions,
+    display: TerminalDisplay,
+    consultant: Consultant,
+) -> Session | None:
+    """`bmc resume`: continue a session through the engine, in the terminal."""
+    from . import engine
+
+    conversation = engine.resume(project, session_id, options)
+    drive(conversation, display, consultant)
+    return conversation.session
+
+
+def drive(conversation: Conversation, display: TerminalDisplay, consultant: Consultant) -> None:
+    """Show a conversation's events until it stops, answering with the consultant's words;
+    re-raises what stopped it (a `BmcError` carries the exit code). Ctrl-C stops it, saved."""
+    events = conversation.events()
+    last_usage: Usage | None = None
+    while True:
+        try:
+            for event in events:
+                if isinstance(event, Usage):
+                    last_usage = event
+                elif isinstance(event, Stopped):
+                    display.reply_finished()
+                    if last_usage is not None:
+                        display.summary(last_usage)
+                else:
+                    _show(event, conversation, display, consultant)
+            break
+        except KeyboardInterrupt:
+            conversation.stop()  # the worker saves and ends; keep showing until it has
+    conversation.wait()
+
+
+def _show(
+    event: object, conversation: Conversation, display: TerminalDisplay, consultant: Consultant
+) -> None:
+    if isinstance(event, TextDelta):
+        display.text(event.text)
+    elif isinstance(event, ReplyStarted):
+        display.reply_started()
+    elif isinstance(event, ReplyFinished):
+        display.reply_finished()
+    elif isinstance(event, ReplyDropped):
+        display.reply_dropped(event.reason)
+    elif isinstance(event, ToolLine):
+        display.tool(event.name, event.summary, ToolOutcome(event.text, event.is_error))
+    elif isinstance(event, Notice):
+        display.notice(event.text)
+    elif isinstance(event, AgreementRecorded):
+        display.agreed(event)
+    elif isinstance(event, WaitingForMessage):
+        text = consultant.next_message()
+        if text is None:
+            conversation.stop()
+        else:
+            conversation.send(text)
+    elif isinstance(event, AgreementRequested):
+        answer = ask_agreement(display, consultant, event)
+        if answer is None:
+            conversation.stop()
+        else:
+            conversation.answer(answer)
+
+
+def ask_agreement(
+    display: TerminalDisplay,
+    consultant: Consultant,
+    request: AgreementRequested,
+    prompt: str = PROMPT,
+) -> agreement.Answer | None:
+    """Show what is to be agreed and read the answer (None: no answer, end of input)."""
+    if request.changed_from:
+        display.notice(
+            f"{request.document} changed after you were shown it ({request.changed_from} -> "
+            f"{request.digest}); nothing was agreed. This is the version now on disk:"
+        )
+    show_proposal(display.console, request)
+    text = consultant.answer(prompt)
+    return None if text is None else agreement.parse_answer(text, request.digest)
+
+
+def show_proposal(console: Console, request: AgreementRequested) -> None:
+    # Item names and scope come from the document and the model: escaped, so text like
+    # `[/bold]` cannot crash the panel and `[white on white]` cannot hide words from the
+    # person who is about to agree them.
+    lines = [f"[bold]{escape(request.document)}[/bold]  ({request.digest})", ""]
+    lines += [f"• {escape(item)}" for item in request.items] or ["(no items found)"]
+    if request.scope:
+        lines += ["", f"Scope: {escape(request.scope)}"]
+    console.print(Panel("\n".join(lines), title=f"Agree: {escape(request.what)}", expand=False))
