@@ -7,8 +7,10 @@ the same tools and checks every path the toolbox would operate on.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
+import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bmc import confine
 from bmc.confine import Refused
 from bmc.tools import Toolbox, ToolOutcome
 from bmc.workspace import Project, init_project
@@ -219,6 +222,45 @@ NO_WRITE = [
 ]
 
 
+# Names harmless on Linux that a write must not create: on Windows or in a git checkout they
+# are a traversal, a drive, a device, a home folder or simply impossible.
+NON_PORTABLE = [
+    "segments\\..\\..\\..\\other-client\\x.md",
+    "..\\growth-2027-evil\\secret.md",
+    "segments/drafts/a\\b.md",
+    "~/x.md",
+    "~x.md",
+    "segments/~$draft.md",
+    "C:x.md",
+    "notes:2027.md",
+    "brief.md:stream",
+    "x<y>.md",
+    'say "hi".md',
+    "a|b.md",
+    "why?.md",
+    "*.md",
+    "notes.",
+    "notes ",
+    "segments./x.md",
+    "drafts /x.md",
+    "con",
+    "CON.md",
+    "nul.md",
+    "Aux.tar.gz",
+    "com1.md",
+    "LPT9",
+    "prn .md",
+    "com¹.md",
+    "new-folder/con/x.md",
+    "segments/drafts/nul",
+    "tab\there.md",
+    "line\nbreak.md",
+    "bell\x07.md",
+    "del\x7f.md",
+    "next-line\x85.md",
+]
+
+
 def _spell(template: str, world: World) -> str:
     return template.format(**world.places) if "{" in template else template
 
@@ -284,10 +326,44 @@ def test_protected_or_read_only_path_is_never_written(world: World, template: st
     assert etc_snapshot() == etc_before
 
 
+@pytest.mark.parametrize("path", NON_PORTABLE)
+def test_a_name_that_does_not_travel_is_never_created(world: World, path: str) -> None:
+    tb = Toolbox(world.project, world.skill, resources_writable=True)
+    before = snapshot(world.root)
+    for op in ("write", "edit"):
+        outcome = _try_everything(tb, path)[op]
+        _assert_reasoned(outcome, op, path)
+        assert "\n" not in outcome.text
+        # What is wrong, and what to write instead.
+        assert outcome.text.startswith(f"{op}: the name '")
+        assert "use letters, digits, '-', '_' and '.'" in outcome.text or (
+            "device name on Windows" in outcome.text and "-1" in outcome.text
+        )
+    for op in ("read", "glob", "grep"):  # nothing by that name: looked for, never refused as such
+        assert "the name" not in _try_everything(tb, path)[op].text
+    assert snapshot(world.root) == before
+
+
+def test_the_traversal_spelled_for_windows_says_what_to_use(world: World) -> None:
+    tb = Toolbox(world.project, world.skill)
+    path = "segments\\..\\..\\..\\other-client\\x.md"
+    outcome = tb.run("write", {"file_path": path, "content": "x\n"})
+    assert outcome.text == (
+        f"write: the name '{path}' contains a backslash, which Windows reads as a folder "
+        "separator: use letters, digits, '-', '_' and '.' in names and '/' between folders "
+        "(e.g. segments/drafts/retail-banks.md)"
+    )
+    home = tb.run("write", {"file_path": "~/x.md", "content": "x\n"})
+    assert home.text.startswith("write: the name '~' starts with '~', which a shell reads as")
+    device = tb.run("write", {"file_path": "segments/drafts/aux.md", "content": "x\n"})
+    assert device.is_error and device.text.endswith("add to it, e.g. aux-1.md")
+    assert not tb.run("write", {"file_path": "segments/drafts/aux-1.md", "content": "x\n"}).is_error
+
+
 def test_whole_corpus_leaves_every_file_as_it_was(world: World) -> None:
     tb = Toolbox(world.project, world.skill)
     before, etc_before = snapshot(world.root), etc_snapshot()
-    for template in ESCAPES + NO_WRITE:
+    for template in ESCAPES + NO_WRITE + NON_PORTABLE:
         path = _spell(template, world)
         tb.run("read", {"file_path": path})
         _try_everything(tb, path)
@@ -352,6 +428,35 @@ def test_a_homoglyph_name_is_a_harmless_new_file_inside_the_project(world: World
     assert not outcome.is_error
     assert (world.project.project_dir / "dеcisions.md").read_text() == "x\n"
     assert (world.project.project_dir / "decisions.md").read_text() == "## agreed\n"
+
+
+def test_a_root_swapped_for_a_link_mid_session_leads_nowhere(world: World) -> None:
+    # The roots are resolved once per toolbox; the SDK resolves them again on every call.
+    # A path must lie inside both, so a root moved after the start cannot widen the reach.
+    tb = Toolbox(world.project, world.skill)
+    assert tb.run("read", {"file_path": "resources/market.md"}).text == "market research\n"
+    resources = world.project.resources_dir
+    shutil.rmtree(resources)
+    os.symlink(world.root / "outside", resources)
+    for op, outcome in _try_everything(tb, "resources/secret.md").items():
+        _assert_reasoned(outcome, op, "resources/secret.md")
+    assert SECRET not in tb.run("grep", {"pattern": "TOP"}).text
+
+
+def test_no_private_name_of_the_sdk_is_imported() -> None:
+    # A private helper can change in any SDK release; the checks we rely on are our own
+    # (with the public `resolve_path`), so an upgrade cannot silently drop one.
+    private = []
+    for module in sorted(Path(confine.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text("utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("anthropic"):
+                names = [node.module or "", *(alias.name for alias in node.names)]
+                private += [
+                    f"{module.name}: {n}"
+                    for n in names
+                    if any(part.startswith("_") for part in n.split("."))
+                ]
+    assert private == []
 
 
 # -- property tests ---------------------------------------------------------------------------

@@ -542,6 +542,77 @@ def test_three_identical_refusals_raise_the_livelock(vtb: Toolbox) -> None:
     assert vtb.livelock is not None and "segments/drafts/a.md" in vtb.livelock
 
 
+def test_the_livelock_says_what_happened_and_how_to_go_on(vtb: Toolbox) -> None:
+    for _ in range(3):
+        call(vtb, "write", file_path="segments/drafts/a.md", content="# A\n")
+    assert vtb.livelock is not None
+    assert "3 times running for the same 2 problem(s)" in vtb.livelock
+    assert "## Who: section missing" in vtb.livelock and "`bmc resume`" in vtb.livelock
+
+
+SECTIONS = ("## Who", "## Value", "## Channels", "## Relationship", "## Revenue", "## Evidence")
+
+
+def every_section_validator(path: str, content: str) -> tuple[list[str], list[str]]:
+    """Governs segments/drafts/*.md: every one of SECTIONS must be there."""
+    if not path.startswith("segments/drafts/"):
+        return [], []
+    return [f"{s}: section missing" for s in SECTIONS if s not in content], []
+
+
+def draft_with(count: int) -> str:
+    """A draft holding the first `count` SECTIONS: each one more leaves one problem fewer."""
+    return "# A\n" + "".join(f"{s}\n" for s in SECTIONS[:count])
+
+
+@pytest.fixture
+def strict(project: Project, skill: Path) -> Toolbox:
+    return Toolbox(project, skill, validator=every_section_validator)
+
+
+def test_alternating_between_two_broken_drafts_is_stopped_at_the_eighth_refusal(
+    strict: Toolbox, project: Project
+) -> None:
+    path = "segments/drafts/a.md"
+    drafts = [draft_with(1), draft_with(2)]  # never the same problems twice running
+    for attempt in range(12):
+        outcome = call(strict, "write", file_path=path, content=drafts[attempt % 2])
+        assert outcome.is_error
+        if attempt < tools.LIVELOCK_STREAK - 1:
+            assert strict.livelock is None, attempt
+        else:
+            assert strict.livelock is not None, attempt
+    assert strict.livelock is not None
+    assert f"{path} were refused 8 times in a row without one succeeding" in strict.livelock
+    assert "`bmc resume`" in strict.livelock
+    assert not (project.project_dir / path).exists()
+
+
+def test_a_model_fixing_its_draft_step_by_step_is_not_stopped(
+    strict: Toolbox, project: Project
+) -> None:
+    path = "segments/drafts/a.md"
+    for present in range(1, 6):  # five refusals, one problem fewer each time
+        outcome = call(strict, "write", file_path=path, content=draft_with(present))
+        assert outcome.is_error and len(outcome.text.splitlines()[1:]) == 6 - present
+    assert not call(strict, "write", file_path=path, content=draft_with(6)).is_error
+    assert strict.livelock is None
+    # The success started the count again: seven more refusals are not eight.
+    for attempt in range(tools.LIVELOCK_STREAK - 1):
+        call(strict, "write", file_path=path, content=draft_with(1 + attempt % 2))
+    assert strict.livelock is None
+    assert (project.project_dir / path).read_text() == draft_with(6)
+
+
+def test_refusals_on_different_paths_do_not_add_up(strict: Toolbox) -> None:
+    for attempt in range(tools.LIVELOCK_STREAK - 1):
+        for name in ("a", "b", "c"):
+            content = draft_with(1 + attempt % 2)
+            path = f"segments/drafts/{name}.md"
+            assert call(strict, "write", file_path=path, content=content).is_error
+    assert strict.livelock is None
+
+
 def test_a_different_problem_set_or_a_success_resets_the_count(vtb: Toolbox) -> None:
     path = "segments/drafts/a.md"
     call(vtb, "write", file_path=path, content="# A\n")

@@ -20,6 +20,14 @@ canonical path the operation will really touch, after the SDK's `resolve_path` h
 every symlink (so a symlink cannot launder a forbidden target into an allowed name).
 Never writable, whatever the spelling: gate files (`*.agreed.md`, anywhere), `decisions.md` at
 the project root, anything under `.bmc/`; `.bmc/` is not even readable or listed.
+
+Names that travel: the project is checked out on Windows and macOS too, so a write may not
+create a file or folder whose name one of them cannot hold (`a\\b.md`, `nul.md`, `x:y`,
+`notes.`); the person's own files keep whatever names they have.
+
+The roots are resolved once per `Confinement` (a person does not move the project during a
+session); every path is still canonicalised by `resolve_path` on every call, and must lie
+inside both the roots `resolve_path` resolves then and the ones resolved here.
 """
 
 from __future__ import annotations
@@ -31,10 +39,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from anthropic.lib.tools import ToolError
-from anthropic.lib.tools.agent_toolset import AgentToolContext, _reject_read_only, resolve_path
+from anthropic.lib.tools.agent_toolset import AgentToolContext, resolve_path
 
-from .workspace import STATE_DIR, Project
+from .workspace import RESERVED_SLUG_SUFFIX, STATE_DIR, Project, is_windows_device
 
 MOUNTS = ("resources", "inbox", "skill")
 PROJECT = "project"
@@ -42,6 +49,12 @@ GATE_SUFFIX = ".agreed.md"
 DECISIONS = "decisions.md"
 MAX_DEPTH = 64
 OUTSIDE = "leads outside the project folder and its resources/, inbox/ and skill/ folders"
+WINDOWS_FORBIDDEN = '<>"|?*'
+DEVICE = "is a device name on Windows (CON, PRN, AUX, NUL, COM0-9, LPT0-9, any extension)"
+PORTABLE_HINT = (
+    "use letters, digits, '-', '_' and '.' in names and '/' between folders "
+    "(e.g. segments/drafts/retail-banks.md)"
+)
 
 
 class Refused(Exception):
@@ -105,6 +118,48 @@ def _dot_lookalike(part: str) -> bool:
     return set(folded) <= {"."} and part not in (".", "..")
 
 
+def portability_problem(name: str) -> str | None:
+    """What keeps the file name `name` (one path component) from being created on Windows,
+    macOS and Linux alike, and so from a git checkout on any of them; None when nothing does."""
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        return "contains a control character"
+    if "\\" in name:
+        return "contains a backslash, which Windows reads as a folder separator"
+    if ":" in name:
+        return "contains ':', which Windows reserves for drives and streams"
+    forbidden = "".join(ch for ch in WINDOWS_FORBIDDEN if ch in name)
+    if forbidden:
+        return f"contains {' '.join(forbidden)}, which Windows does not allow in names"
+    if name.startswith("~"):
+        return "starts with '~', which a shell reads as a home folder"
+    if name.endswith((".", " ")):
+        return "ends with a dot or a space, which Windows drops"
+    if is_windows_device(name):
+        return DEVICE
+    return None
+
+
+def _not_portable(name: str, problem: str) -> Refused:
+    """The refusal of a new name, with what to write instead."""
+    if problem == DEVICE:
+        # The fix slugify applies to titles, so a retry lands where validation expects it.
+        stem, dot, ext = name.partition(".")
+        hint = f"add to it, e.g. {stem.rstrip(' ')}{RESERVED_SLUG_SUFFIX}{dot}{ext}"
+    else:
+        hint = PORTABLE_HINT
+    return Refused(f"the name {_quoted(name)} {problem}: {hint}")
+
+
+def _quoted(name: str) -> str:
+    """`name` in quotes, control characters escaped so the one-line reason stays one line."""
+    shown = "".join(f"\\x{ord(ch):02x}" if unicodedata.category(ch) == "Cc" else ch for ch in name)
+    return f"'{shown}'"
+
+
+def _folded_parts(path: Path) -> tuple[str, ...]:
+    return tuple(part.casefold() for part in path.parts)
+
+
 def fs_reason(error: OSError) -> str:
     """A host-independent phrase for a file system error, never naming a host path."""
     if isinstance(error, FileNotFoundError):
@@ -134,14 +189,27 @@ class Confinement:
             "inbox": Path(os.path.abspath(project.inbox_dir)),
             "skill": Path(os.path.abspath(skill_dir)),
         }
-        read_only = [self.roots["inbox"], self.roots["skill"]]
-        if not resources_writable:
-            read_only.append(self.roots["resources"])
-        # The SDK primitive does the symlink-aware containment and the read-only check.
+        # Canonical once per session, not per call: resolving the four roots on every call was
+        # most of a read's cost, and they are the person's folders, which stay put meanwhile.
+        self.real: dict[str, Path] = {mount: root.resolve() for mount, root in self.roots.items()}
+        # Deepest first, so a mount nested in another root (a skills folder kept inside the
+        # project) is the one a path is found in; on a tie the project wins, as it always did.
+        self._by_depth = sorted(
+            ((mount, root.parts) for mount, root in self.real.items()), key=lambda m: -len(m[1])
+        )
+        self._absolute = sorted(
+            {
+                (mount, PurePosixPath(base))
+                for mount in self.roots
+                for base in (self.roots[mount], self.real[mount])
+            },
+            key=lambda c: -len(c[1].parts),
+        )
+        read_only = ["inbox", "skill"] if resources_writable else ["inbox", "skill", "resources"]
+        self._read_only = [(mount, _folded_parts(self.real[mount])) for mount in read_only]
+        # The SDK primitive does the symlink-aware canonicalisation and containment.
         self.ctx = AgentToolContext(
-            workdir=self.roots[PROJECT],
-            allowed_roots=[self.roots[m] for m in MOUNTS],
-            read_only_roots=read_only,
+            workdir=self.real[PROJECT], allowed_roots=[self.real[m] for m in MOUNTS]
         )
         self.resources_writable = resources_writable
 
@@ -154,9 +222,11 @@ class Confinement:
         self._check_spelling(parts, for_write=for_write)
         mount = parts[0] if parts and parts[0] in MOUNTS else PROJECT
         rest = parts[1:] if mount != PROJECT else parts
-        canonical = self._canonical(self.roots[mount].joinpath(*rest))
+        canonical = self._canonical(self.real[mount].joinpath(*rest))
         where, rel_parts = self._locate(canonical)
         self._check_canonical(canonical, where, rel_parts, for_write=for_write)
+        if for_write:
+            self._check_new_names(where, rel_parts)
         rel = "/".join(rel_parts if where == PROJECT else (where, *rel_parts))
         return Target(display, canonical, where, rel)
 
@@ -191,13 +261,8 @@ class Confinement:
     def _from_absolute(self, spelled: str) -> str:
         """An absolute path inside a permitted root, respelled in the virtual tree."""
         absolute = PurePosixPath(os.path.normpath("/" + spelled.lstrip("/")))
-        candidates = [
-            (mount, base)
-            for mount, root in self.roots.items()
-            for base in {PurePosixPath(root), PurePosixPath(root.resolve())}
-        ]
         # Longest root first: a mount nested in another root must win.
-        for mount, base in sorted(candidates, key=lambda c: -len(c[1].parts)):
+        for mount, base in self._absolute:
             # Threat: sibling-prefix names (`growth-2027-evil`): compared by component.
             if absolute.is_relative_to(base):
                 rel = absolute.relative_to(base).as_posix()
@@ -243,15 +308,13 @@ class Confinement:
 
     def _locate(self, canonical: Path) -> tuple[str, tuple[str, ...]]:
         """Which root holds `canonical` (the deepest), and the components below it."""
-        found: tuple[str, tuple[str, ...]] | None = None
-        depth = -1
-        for mount, root in self.roots.items():
-            base = root.resolve()
-            if canonical.is_relative_to(base) and len(base.parts) > depth:
-                found, depth = (mount, canonical.relative_to(base).parts), len(base.parts)
-        if found is None:  # resolve_path let it through, so this is a bug: refuse, loudly
-            raise Refused(f"the path {OUTSIDE}")
-        return found
+        parts = canonical.parts
+        for mount, root in self._by_depth:
+            # Threat: sibling-prefix names (`growth-2027-evil`): compared by component.
+            if parts[: len(root)] == root:
+                return mount, parts[len(root) :]
+        # resolve_path let it through: a bug, or a root moved since the session started.
+        raise Refused(f"the path {OUTSIDE}")
 
     def _check_canonical(
         self, canonical: Path, where: str, rel: tuple[str, ...], *, for_write: bool
@@ -261,14 +324,39 @@ class Confinement:
             raise Refused("the path leads into .bmc/, the runner's private state")
         if not for_write:
             return
-        try:
-            _reject_read_only(self.ctx, canonical, op="write", file_path="")
-        except ToolError:
-            raise Refused(f"the path leads into {where}/, which is read-only") from None
+        self._check_read_only(canonical)
         if any(is_gate(p) for p in rel):
             raise Refused("the path leads to a gate file (*.agreed.md), which is not writable")
         if where == PROJECT and rel and is_decisions(rel[0]):
             raise Refused("the path leads to decisions.md, which is not writable")
+
+    def _check_read_only(self, canonical: Path) -> None:
+        """Threat: a symlink in the project leading into inbox/, skill/ or a read-only
+        resources/. Compared case-folded: on a case-insensitive disk `INBOX/x` is `inbox/x`, and
+        a refusal must never hinge on how a name is cased."""
+        folded = _folded_parts(canonical)
+        for mount, root in self._read_only:
+            if folded[: len(root)] == root:
+                raise Refused(f"the path leads into {mount}/, which is read-only")
+
+    def _check_new_names(self, where: str, rel: tuple[str, ...]) -> None:
+        """Threat: a name harmless here that breaks on the consultant's Windows laptop or in
+        their git checkout: `segments\\..\\..\\other\\x.md` is a traversal on Windows,
+        `nul.md` a device, `~` a home folder to a shell. Only the names this write would create
+        are checked: the person's own files and folders keep the names they have."""
+        for name in self._new_parts(where, rel):
+            problem = portability_problem(name)
+            if problem is not None:
+                raise _not_portable(name, problem)
+
+    def _new_parts(self, where: str, rel: tuple[str, ...]) -> tuple[str, ...]:
+        """The trailing components of `rel` that do not exist yet: what a write would create.
+        `rel` is canonical, so every component that exists is a real file or folder."""
+        root = self.real[where]
+        for depth in range(len(rel), 0, -1):
+            if os.path.lexists(root.joinpath(*rel[:depth])):
+                return rel[depth:]
+        return rel
 
     # -- walking a folder ---------------------------------------------------------------
 

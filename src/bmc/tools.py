@@ -41,7 +41,10 @@ GREP_MAX_BYTES = 64 * 1024
 GREP_SHOWN_CHARS = 400  # a longer matching line is shown around its match
 GREP_SEARCHED_BYTES = 64 * 1024  # only this much of a line is searched (backtracking cost)
 GREP_SECONDS = 10.0
-LIVELOCK_REFUSALS = 3
+LIVELOCK_REFUSALS = 3  # refusals of one path in a row for the very same problems
+# Refusals of one path with no successful write to it in between, whatever the problems: a
+# model alternating between two broken drafts never repeats itself three times running.
+LIVELOCK_STREAK = 8
 IMPORT_HINT = "convert it with `bmc import` and read the markdown it produces"
 
 
@@ -145,7 +148,9 @@ def _descriptions(cap: int, resources_writable: bool) -> dict[str, str]:
         "page with view_range [start, end] (1-based, inclusive; end 0 or -1 = to the end), "
         "or find the lines you need with grep. Binary files and other encodings are refused.",
         "write": "Create or replace a whole file with content (UTF-8), creating folders as "
-        f"needed. {guard}",
+        "needed. Name new files and folders with letters, digits, '-', '_' and '.' (they must "
+        'open on Windows too: no \\ : < > " | ? *, no leading ~, no trailing dot or space, '
+        f"no device name such as con, nul or com1). {guard}",
         "edit": "Replace old_string with new_string in an existing file (exact match, "
         "whitespace included). old_string must occur exactly once unless replace_all is "
         f"true: add surrounding text to make it unique. {guard}",
@@ -166,8 +171,11 @@ def _descriptions(cap: int, resources_writable: bool) -> dict[str, str]:
 
 @dataclass
 class _Refusals:
-    problems: frozenset[str]
-    count: int
+    """The refusals of one path since its last successful write."""
+
+    problems: frozenset[str]  # the latest refusal's
+    same: int  # how many refusals in a row had exactly these problems
+    streak: int  # how many refusals in all
 
 
 class Toolbox:
@@ -189,7 +197,7 @@ class Toolbox:
         self.confinement = Confinement(project, skill_dir, resources_writable=resources_writable)
         # Model path -> sha256 of the whole file as the model last read or wrote it.
         self.read_hashes: dict[str, str] = {}
-        # Set when one path keeps being refused for the same problems; the loop stops on it.
+        # Set when one path keeps being refused without a success; the loop stops on it.
         self.livelock: str | None = None
         self._refusals: dict[str, _Refusals] = {}
         self._tools: dict[str, tuple[type[_Input], Callable[[Any], str]]] = {
@@ -380,17 +388,16 @@ class Toolbox:
         return list(problems), list(warnings)
 
     def _count_refusal(self, rel: str, problems: list[str]) -> None:
-        """Threat: a model retrying the same invalid draft forever (SPEC section 5)."""
+        """Threat: a model retrying invalid drafts of one path forever (SPEC section 5), the
+        same one or two it alternates between. A model fixing its draft step by step gets
+        other problems each time and a success before long, which starts the count again."""
         key = frozenset(problems)
-        previous = self._refusals.get(rel)
-        count = previous.count + 1 if previous and previous.problems == key else 1
-        self._refusals[rel] = _Refusals(key, count)
-        if count >= LIVELOCK_REFUSALS and self.livelock is None:
-            self.livelock = (
-                f"The assistant's writes to {rel} were refused {count} times running for the "
-                f"same {len(problems)} problem(s) (first: {problems[0]}); please look at the "
-                "draft, then resume."
-            )
+        previous = self._refusals.get(rel) or _Refusals(frozenset(), 0, 0)
+        same = previous.same + 1 if previous.problems == key else 1
+        refusals = _Refusals(key, same, previous.streak + 1)
+        self._refusals[rel] = refusals
+        if self.livelock is None:
+            self.livelock = _livelock(rel, problems, refusals)
 
     # -- glob -------------------------------------------------------------------------------
 
@@ -463,6 +470,22 @@ class Toolbox:
 
 
 # -- helpers --------------------------------------------------------------------------------
+
+
+def _livelock(rel: str, problems: list[str], refusals: _Refusals) -> str | None:
+    """Why the run must stop for a person after this refusal, or None when it need not."""
+    go_on = "look at the draft (fix it by hand if need be), then `bmc resume` to go on."
+    if refusals.same >= LIVELOCK_REFUSALS:
+        return (
+            f"the model's writes to {rel} were refused {refusals.same} times running for the "
+            f"same {len(problems)} problem(s) (first: {problems[0]}); {go_on}"
+        )
+    if refusals.streak >= LIVELOCK_STREAK:
+        return (
+            f"the model's writes to {rel} were refused {refusals.streak} times in a row "
+            f"without one succeeding (the last for: {problems[0]}); {go_on}"
+        )
+    return None
 
 
 class _NotText(Exception):

@@ -22,6 +22,14 @@ SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 STATE_DIR = ".bmc"
 GITIGNORE = "# Runner state holds research text sent to the model: keep it out of git.\n.bmc/\n"
 
+# Names Windows keeps for devices, in any case and even with an extension (`nul.md`): a file
+# so named cannot be created there, so a git checkout of the project would fail.
+WINDOWS_DEVICES = frozenset(
+    {"con", "prn", "aux", "nul", "conin$", "conout$"}
+    | {f"{port}{n}" for port in ("com", "lpt") for n in "0123456789¹²³"}
+)
+RESERVED_SLUG_SUFFIX = "-1"
+
 
 # Letters NFKD does not decompose, spelled out as they usually are in ASCII.
 # fmt: off
@@ -41,10 +49,22 @@ def fold_ascii(text: str) -> str:
     return "".join(c if c.isascii() else " " for c in kept)
 
 
+def is_windows_device(name: str) -> bool:
+    """True when Windows reads the file name `name` as a device: `CON`, `nul.md`, `Aux .txt`."""
+    return name.split(".", 1)[0].rstrip(" ").casefold() in WINDOWS_DEVICES
+
+
 def slugify(text: str) -> str:
     """A file name stem (SPEC section 5): lowercase ASCII, every run of other characters one
-    hyphen, none at either end. "St Aidan's Trust" and "St Aidan’s Trust" -> st-aidan-s-trust."""
-    return re.sub(r"[^a-z0-9]+", "-", fold_ascii(text).lower()).strip("-")
+    hyphen, none at either end. "St Aidan's Trust" and "St Aidan’s Trust" -> st-aidan-s-trust.
+
+    A slug Windows reserves for a device (con, prn, aux, nul, com0-com9, lpt0-lpt9) gets "-1"
+    appended, so the file can exist on every consultant's laptop: "Con" -> con-1, "COM1" ->
+    com1-1. Longer slugs are left alone ("Con Edison" -> con-edison). Like any slug this is not
+    one-to-one: a title "Con 1" gives con-1 too.
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", fold_ascii(text).lower()).strip("-")
+    return slug + RESERVED_SLUG_SUFFIX if slug in WINDOWS_DEVICES else slug
 
 
 def check_slug(kind: str, value: str) -> str:
@@ -127,6 +147,8 @@ def init_project(workspace: Path, org: str, slug: str, name: str | None) -> Proj
     check_slug("organisation", org)
     check_slug("project", slug)
     project = Project(workspace.resolve(), org, slug)
+    _check_new_folder_travels("organisation", project.org_dir)
+    _check_new_folder_travels("project", project.project_dir)
     for folder in (project.inbox_dir, project.resources_dir, project.project_dir):
         folder.mkdir(parents=True, exist_ok=True)
     org_md = project.org_dir / "org.md"
@@ -140,6 +162,16 @@ def init_project(workspace: Path, org: str, slug: str, name: str | None) -> Proj
     if not gitignore.exists():
         atomic_write(gitignore, GITIGNORE)
     return project
+
+
+def _check_new_folder_travels(kind: str, folder: Path) -> None:
+    """A new org or project folder named like a Windows device (`clients/con/`) could not be
+    checked out there; one that exists already keeps working."""
+    if is_windows_device(folder.name) and not folder.exists():
+        raise UserError(
+            f"{kind} {folder.name!r} is a device name on Windows, where its folder could not "
+            f"be created: use another, such as {folder.name}{RESERVED_SLUG_SUFFIX}."
+        )
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
