@@ -26,14 +26,8 @@ import pytest
 from rich.console import Console
 
 from bmc import session as sessions
-from bmc.agent import (
-    CLEARED,
-    CLEARED_INPUT,
-    Agent,
-    Limits,
-    clear_old_context,
-    with_cache_breakpoints,
-)
+from bmc.agent import Agent, Limits
+from bmc.conversation import CLEARED, CLEARED_INPUT, clear_old_context, with_cache_breakpoints
 from bmc.engine import RunOptions
 from bmc.errors import BmcError, ModelError, StoppedForPerson, UserError
 from bmc.scripted import ScriptedModel, check_request

@@ -13,7 +13,6 @@ run a tool call that `max_tokens` cut off.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,27 +21,28 @@ from typing import Any, Protocol
 import anthropic
 import httpx2
 
+from .conversation import (
+    CACHE,
+    CUT_TEXT,
+    CUT_TOOL_CALL,
+    SizeMemo,
+    clear_old_context,
+    clearing_point,
+    merge_results,
+    sendable_as_last,
+    text_block,
+    tool_result,
+    unanswered_calls,
+    with_cache_breakpoints,
+)
 from .crashpoints import crash_point
 from .errors import ModelError, StoppedForPerson, UserError
-from .messages import unanswered_calls
 from .outcome import ToolOutcome
 from .tools import Toolbox
 from .usage import RunUsage, TurnUsage
 
-CACHE = {"type": "ephemeral"}
 FAIL_FAST = {400, 401, 403, 404, 413}
 MAX_TOKENS_CEILING = 32_000
-CLEARED = (
-    "[cleared to keep the conversation inside the model's window: "
-    "read the file again if you need it]"
-)
-CLEARED_INPUT = "[cleared: the file holds it]"
-CUT_TOOL_CALL = (
-    "Your last reply reached the output limit before its tool call was complete, so nothing "
-    "was run. Continue; write long documents in parts (write the first sections, then add the "
-    "rest with edit)."
-)
-CUT_TEXT = "Your last reply reached the output limit. Continue where you stopped."
 EMPTY_REPLY = "(no reply)"
 
 
@@ -114,7 +114,7 @@ class Agent:
     boundary: int | None = None
     # Asked between stream events and tool calls; true once a surface wants the loop to stop.
     should_stop: Callable[[], bool] = lambda: False
-    _sizes: _SizeMemo = field(default_factory=lambda: _SizeMemo(), init=False, repr=False)
+    _sizes: SizeMemo = field(default_factory=lambda: SizeMemo(), init=False, repr=False)
 
     def run(self, messages: list[dict[str, Any]]) -> str:
         """Advance the conversation until the model ends its turn; returns the stop reason."""
@@ -155,10 +155,12 @@ class Agent:
                 continue
             cut_at_ceiling = 0
             if stop == "pause_turn":
-                content = _sendable_as_last(content)
+                content = sendable_as_last(content)
             # The API refuses an empty text block, and an end_turn reply with no content
             # does happen: keep a placeholder so the conversation stays sendable.
-            self.append(messages, {"role": "assistant", "content": content or [_text(EMPTY_REPLY)]})
+            self.append(
+                messages, {"role": "assistant", "content": content or [text_block(EMPTY_REPLY)]}
+            )
             if stop == "pause_turn":
                 continue  # a server tool paused a long turn: send it back as it is
             if stop == "tool_use":
@@ -175,10 +177,10 @@ class Agent:
         for call in unanswered_calls(messages):
             if self.should_stop():
                 raise Interrupted
-            block = _tool_result(call["id"], self._run_one(call))
+            block = tool_result(call["id"], self._run_one(call))
             crash_point("tool-result")
             self.recorder.tool_result(block, dict(self.toolbox.read_hashes))
-            _merge_results(messages, [block])
+            merge_results(messages, [block])
         if self.toolbox.livelock:
             raise StoppedForPerson(self.toolbox.livelock)
 
@@ -254,10 +256,10 @@ class Agent:
     def _continue_after_cut(self, messages: list[dict[str, Any]], content: list[dict]) -> None:
         # A tool call cut off by max_tokens may have half its input: never run it.
         was_tool = not content or any(b.get("type") == "tool_use" for b in content)
-        kept = [b for b in content if b.get("type") != "tool_use"] or [_text("(cut off)")]
+        kept = [b for b in content if b.get("type") != "tool_use"] or [text_block("(cut off)")]
         self.append(messages, {"role": "assistant", "content": kept})
         note = CUT_TOOL_CALL if was_tool else CUT_TEXT
-        self.append(messages, {"role": "user", "content": [_text(note)]})
+        self.append(messages, {"role": "user", "content": [text_block(note)]})
 
     def _check_budgets(self) -> None:
         limits = self.limits
@@ -293,155 +295,11 @@ class Agent:
         messages.append(message)
 
 
-def with_cache_breakpoints(
-    messages: list[dict[str, Any]], boundary: int | None = None
-) -> list[dict[str, Any]]:
-    """Copies of the messages with breakpoints on the last block of the last message and of
-    the user message before it: the new one writes this turn's prefix, the older one sits
-    exactly where the previous request wrote, so a long tool round (more than 20 new blocks)
-    still reads the cache. With a clearing `boundary`, one more sits at its end: the prefix
-    that the next clearing leaves unchanged. With the system block's, at most four."""
-    marked = list(messages)
-    user_turns = [i for i, m in enumerate(messages) if m["role"] == "user"]
-    targets = {len(messages) - 1, *user_turns[-2:-1]}
-    if boundary:
-        targets.add(boundary - 1)
-    for index in targets:
-        if index < 0:
-            continue
-        message = messages[index]
-        content = message["content"]
-        if isinstance(content, str):
-            content = [_text(content)]
-        if not content:
-            continue
-        last = {**content[-1], "cache_control": CACHE}
-        marked[index] = {**message, "content": [*content[:-1], last]}
-    return marked
-
-
-def clearing_point(
-    system: str, messages: list[dict[str, Any]], target: int, keep_recent: int
-) -> int:
-    """How many of the oldest messages to clear: every one but the `keep_recent` newest, and
-    more if that does not bring the estimate down to `target` (a few big reads can fill the
-    budget on their own), but never the newest message: the model has not seen it yet."""
-    upto = max(0, len(messages) - keep_recent)
-    saved = [_size(m) - _size(_cleared(m)) for m in messages]
-    left = estimate_tokens(system, messages) - sum(saved[:upto])
-    while left > target and upto < len(messages) - 1:
-        left -= saved[upto]
-        upto += 1
-    return upto
-
-
-def _size(message: dict[str, Any]) -> int:
-    return len(json.dumps(message, ensure_ascii=False)) // 4
-
-
-def _cleared(message: dict[str, Any]) -> dict[str, Any]:
-    copy = json.loads(json.dumps(message))
-    clear_old_context([copy], 1)
-    return copy
-
-
-# The inputs of the model's own calls that the files on disk already hold.
-CLEARABLE_INPUTS = {"write": ("content",), "edit": ("old_string", "new_string")}
-
-
-def clear_old_context(messages: list[dict[str, Any]], upto: int) -> bool:
-    """In messages[:upto], replace the text of tool results and the long inputs of `write`
-    and `edit` calls with a short note; True if anything changed. The same rule replays a
-    journal's `cleared` record, so a resumed conversation is the one that was sent."""
-    changed = False
-    for message in messages[:upto]:
-        if isinstance(message["content"], str):
-            continue
-        for block in message["content"]:
-            if block.get("type") == "tool_result" and block.get("content") != CLEARED:
-                block["content"] = CLEARED
-                changed = True
-            elif block.get("type") == "tool_use":
-                changed |= _clear_inputs(block)
-    return changed
-
-
-def _clear_inputs(call: dict[str, Any]) -> bool:
-    changed = False
-    for key in CLEARABLE_INPUTS.get(call.get("name", ""), ()):
-        value = call.get("input", {}).get(key)
-        if isinstance(value, str) and len(value) > len(CLEARED_INPUT):
-            call["input"] = {**call["input"], key: CLEARED_INPUT}
-            changed = True
-    return changed
-
-
-class _SizeMemo:
-    """`estimate_tokens` without re-serialising the whole conversation every turn (it grows
-    with the session): each message's size is kept until its block count changes (tool
-    results are appended to the last message) or a clearing rewrites blocks (`forget`)."""
-
-    def __init__(self) -> None:
-        self._sizes: dict[int, tuple[int, int]] = {}
-
-    def estimate(self, system: str, messages: list[dict[str, Any]]) -> int:
-        total = len(system)
-        for message in messages:
-            blocks = len(message["content"]) if isinstance(message["content"], list) else -1
-            known = self._sizes.get(id(message))
-            if known is None or known[0] != blocks:
-                known = (blocks, len(json.dumps(message, ensure_ascii=False)))
-                self._sizes[id(message)] = known
-            total += known[1]
-        return total // 4
-
-    def forget(self) -> None:
-        self._sizes.clear()
-
-
-def estimate_tokens(system: str, messages: list[dict[str, Any]]) -> int:
-    return (len(system) + len(json.dumps(messages, ensure_ascii=False))) // 4
-
-
-def _merge_results(messages: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
-    if not results:
-        return
-    last = messages[-1]
-    if last["role"] == "user" and all(b.get("type") == "tool_result" for b in last["content"]):
-        last["content"].extend(results)
-    else:
-        messages.append({"role": "user", "content": results})
-
-
-def _sendable_as_last(content: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A paused reply is sent back as the last message, and the API refuses a final
-    assistant text that ends in whitespace."""
-    if content and content[-1].get("type") == "text":
-        text = content[-1]["text"].rstrip()
-        content = [*content[:-1], _text(text)] if text else content[:-1]
-    return content
-
-
-def _tool_result(tool_use_id: str, outcome: ToolOutcome) -> dict[str, Any]:
-    block: dict[str, Any] = {
-        "type": "tool_result",
-        "tool_use_id": tool_use_id,
-        "content": outcome.text,
-    }
-    if outcome.is_error:
-        block["is_error"] = True
-    return block
-
-
-def _text(text: str) -> dict[str, Any]:
-    return {"type": "text", "text": text}
-
-
 def _block(block: Any) -> dict[str, Any]:
     """An API content block as the plain dict we send back next turn."""
     kind = block.type
     if kind == "text":
-        return _text(block.text)
+        return text_block(block.text)
     if kind == "tool_use":
         return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
     return block.model_dump(mode="json", exclude_none=True)

@@ -8,6 +8,13 @@ The order of writes is what makes a crash harmless:
 A crash after 2 and before 4 leaves a gate without its entry: `repair_decisions` (run at the
 start of every project command) finds the note, sees the gate matches it, and appends the
 entry once. A crash before 2 leaves a note for a gate that was never written: it is dropped.
+
+The gate files: this module writes them, and only `agreement` calls it, after a person's
+answer. Threat: the model writing a gate itself: the file tools refuse every spelling of
+`*.agreed.md`, `decisions.md` and `.bmc/` (`confine`). Threat: a gate that no longer matches
+its document, or one built on an upstream stage agreed again since, counting as agreed:
+`gate_state` calls both stale. Threat: a hand-edited decisions.md read as an agreement:
+status reads the order of entries only; what is agreed is the gate's bytes.
 """
 
 from __future__ import annotations
@@ -213,9 +220,9 @@ def render_entry(intent: Intent) -> str:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    # Every field on one line: the scope notes come from the model, and a line break in them
-    # could forge a heading (`## ... — Stage 1: ... re-agreed`) that status and repair would
-    # then read as a real agreement.
+    # Threat: a forged agreement. Every field on one line: the scope notes come from the
+    # model, and a line break in them could forge a heading (`## ... — Stage 1: ...
+    # re-agreed`) that status and repair would then read as a real agreement.
     flat = Intent(
         stage=intent.stage,
         digest=_one_line(intent.digest),
@@ -259,7 +266,9 @@ def repair_decisions(project: Project) -> str | None:
 
 def _drop_torn_entry(project: Project, intent: Intent) -> None:
     """Cut off the part of our entry a crash left half-written, and only that: text past the
-    recorded size that is not a beginning of the entry is a person's, and stays."""
+    recorded size that is not a beginning of the entry is a person's, and stays.
+
+    Threat: a repair that deletes what a person wrote in decisions.md after the crash."""
     path = project.project_dir / DECISIONS
     if intent.decisions_size < 0 or not path.is_file():
         return

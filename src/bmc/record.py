@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .agent import CUT_TEXT, CUT_TOOL_CALL
+from .conversation import CUT_TEXT, CUT_TOOL_CALL
 from .session import Session
 from .workspace import atomic_write
 

@@ -5,6 +5,12 @@ conversation exactly, so `bmc resume` continues after Ctrl-C, kill -9, a network
 a pause of days. One session writes to a project at a time: the caller holds the project's
 `lock.ProjectLock` and passes it to `new_session`/`load_session`, which name the session in
 the lock's holder note.
+
+Threat: a resumed conversation that differs from what was sent (a hand-edited or damaged
+journal): every record carries a checksum and its sequence number, and damage anywhere but
+a torn last record stops the resume, leaving the file as it is. Threat: a resume that acts on
+stale reads: the hashes of what the model read are journaled, and drift is reported before
+anything is sent (`engine`), so a file a person changed meanwhile is never overwritten unseen.
 """
 
 from __future__ import annotations
@@ -17,10 +23,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from .conversation import clear_old_context, unanswered_calls
 from .errors import UserError
 from .journal import Journal, Record, read_journal
 from .lock import ProjectLock, live_holder_session
-from .messages import unanswered_calls
 from .usage import RunUsage, TurnUsage
 from .workspace import Project
 
@@ -238,8 +244,6 @@ def _apply(session: Session, kind: str, data: dict[str, Any]) -> None:
     elif kind == "usage":
         session.usage.add(TurnUsage(**data))
     elif kind == "cleared":
-        from .agent import clear_old_context  # the same rule the loop applied
-
         clear_old_context(messages, int(data["upto"]))
         session.boundary = int(data["upto"])
     elif kind == "status":

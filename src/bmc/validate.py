@@ -22,6 +22,12 @@ in `.bmc/validation.json` under a hash of the document and of everything the che
 an unchanged project is re-validated without parsing anything. See docs/validation.md.
 
 Problems and warnings are one-line strings that start with the section they are about.
+
+Threat: the model (or a research file steering it) inventing evidence. A quote counts only
+when it occurs in the file it cites, that file lies inside `resources/` (lexically and after
+links are followed), and the quote is long enough to mean something (`MIN_QUOTE_WORDS`).
+Threat: a stale "valid" from the cache. A result is reused only under a hash of the document,
+every file its check read, and the checker itself (`checker_digest`).
 """
 
 from __future__ import annotations
@@ -130,7 +136,8 @@ class Reader:
         root = self.project.resources_dir
         path = root / inside
         self.deps[f"resources/{inside}"] = self._resource_digest(path)
-        # The lexical check kept `..` out; a symlink inside resources/ may still lead out.
+        # Threat: evidence "found" in a file outside the research (another client's folder,
+        # /etc) through a symlink inside resources/; the lexical check kept `..` out.
         if not path.resolve().is_relative_to(root.resolve()):
             raise grounding.UnreadableResource("leads out of resources/ through a link")
         if path.is_dir():
@@ -272,6 +279,7 @@ def _inside_resources(file: str) -> str:
     Raises `UnreadableResource` saying why a path is refused; `Reader.resource` then
     refuses a symlink inside resources/ that leads out.
     """
+    # Threat: a NUL or a backslash naming a different file to the OS than to this check.
     if "\x00" in file or "\\" in file:
         raise grounding.UnreadableResource(
             "is not a plain path; write it as `resources/<file>` with forward slashes"
