@@ -351,7 +351,7 @@ def paging_session(megabytes: float = 1.5, seed: int = 11) -> Session:
 
 def build_project(root: Path, session: Session) -> Path:
     """A fresh workspace holding the session's resources; returns the workspace folder."""
-    from bmc.workspace import init_project
+    from bmc.workspace.paths import init_project
 
     workspace = root / "workspace"
     project = init_project(workspace, ORG, PROJECT, "Bench Ferries Ltd")
@@ -716,9 +716,9 @@ def child_bmc(spec: dict[str, Any]) -> str:
     from rich.console import Console
 
     from bmc import runner
-    from bmc.session import ProjectLock
-    from bmc.ui import TerminalDisplay
-    from bmc.workspace import locate
+    from bmc.engine.session import ProjectLock
+    from bmc.terminal.chat import TerminalDisplay
+    from bmc.workspace.paths import locate
 
     project = locate(Path(spec["workspace"]), ORG, PROJECT)
     client = anthropic.Anthropic(
@@ -741,15 +741,25 @@ def child_bmc(spec: dict[str, Any]) -> str:
 # Timed in every bmc run: (label, module, class or None, function). Nested rows (indented)
 # are also inside the row above them.
 INSTRUMENTED = [
-    ("journal: Journal.append", "bmc.journal", "Journal", "append"),
-    ("tools: Toolbox.run", "bmc.tools", "Toolbox", "run"),
-    ("  path checks: Confinement.resolve", "bmc.confine", "Confinement", "resolve"),
-    ("  atomic_write (file fsync, rename, folder fsync)", "bmc.tools", None, "atomic_write"),
-    ("display: TerminalDisplay.tool", "bmc.ui", "TerminalDisplay", "tool"),
-    ("display: TerminalDisplay.text", "bmc.ui", "TerminalDisplay", "text"),
-    ("estimate_tokens (json.dumps of the conversation)", "bmc.agent", None, "estimate_tokens"),
-    ("tool_definitions (a deep copy per request)", "bmc.agent", "Agent", "tool_definitions"),
-    ("with_cache_breakpoints", "bmc.agent", None, "with_cache_breakpoints"),
+    ("journal: Journal.append", "bmc.engine.journal", "Journal", "append"),
+    ("tools: Toolbox.run", "bmc.workspace.tools", "Toolbox", "run"),
+    ("  path checks: Confinement.resolve", "bmc.workspace.confine", "Confinement", "resolve"),
+    (
+        "  atomic_write (file fsync, rename, folder fsync)",
+        "bmc.workspace.tools",
+        None,
+        "atomic_write",
+    ),
+    ("display: TerminalDisplay.tool", "bmc.terminal.chat", "TerminalDisplay", "tool"),
+    ("display: TerminalDisplay.text", "bmc.terminal.chat", "TerminalDisplay", "text"),
+    (
+        "estimate_tokens (json.dumps of the conversation)",
+        "bmc.engine.loop",
+        None,
+        "estimate_tokens",
+    ),
+    ("tool_definitions (a deep copy per request)", "bmc.engine.loop", "Agent", "tool_definitions"),
+    ("with_cache_breakpoints", "bmc.engine.loop", None, "with_cache_breakpoints"),
     ("os.fsync, all callers (journal and atomic_write above)", "os", None, "fsync"),
 ]
 FSYNC_LABEL = INSTRUMENTED[-1][0]
@@ -763,7 +773,7 @@ def _instrument() -> None:
     warm-up stays out, as it does in the per-turn figures."""
     import importlib
 
-    from bmc.agent import Agent
+    from bmc.engine.loop import Agent
 
     def timed(label: str, function: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -1011,7 +1021,7 @@ def import_costs(argv: list[str]) -> list[tuple[str, float]]:
 
 
 def startup(runs: int) -> dict[str, Any]:
-    from bmc.demo import DEMO_ORG, DEMO_PROJECT, prepare_workspace
+    from bmc.cli.demo import DEMO_ORG, DEMO_PROJECT, prepare_workspace
 
     out: dict[str, Any] = {"rows": []}
     with tempfile.TemporaryDirectory(prefix="bmc-bench-status-") as tmp:
@@ -1380,7 +1390,7 @@ def section_breakdown(say: Report, bmc_runs: list[Run], extra_ms: float, bare_ms
         "- journal (journal.py, session.py, agent.py): one fsync per turn instead of one per "
         "record: write each record at once (a process kill loses nothing once write() "
         "returned; only a power loss needs the fsync) and sync the journal just before the "
-        "next request goes out (a `Recorder.sync()` that `Agent.run` calls before `_query`)."
+        "next request goes out (a `Transcript.sync()` that `Agent.run` calls before `_query`)."
     )
     say(
         "- display (ui.py): `TerminalDisplay.tool` renders rich markup even when the output "
@@ -1408,7 +1418,7 @@ def section_breakdown(say: Report, bmc_runs: list[Run], extra_ms: float, bare_ms
 def section_bounds(say: Report, standard_200: Run) -> None:
     say("## 4. Context bounds")
     say()
-    from bmc.agent import Limits
+    from bmc.engine.loop import Limits
 
     say(
         f"Window: {WINDOW_TOKENS:,} tokens; bmc's budget (`Limits.context_budget_tokens`) "
@@ -1551,9 +1561,10 @@ def section_startup(say: Report, runs: int) -> None:
     if status_median >= TARGET_STATUS_S:
         sdk = "imports" if "anthropic" in imports else "does not import"
         say(
-            f"Cause: imports. `bmc status` {sdk} the SDK; importing `bmc.status` alone takes "
-            f"{imports.get('bmc.status', float('nan')):.3f} s, most of it `bmc.validate`, "
-            "which imports the document schemas (`bmc.schemas.*`, pydantic models built at "
+            f"Cause: imports. `bmc status` {sdk} the SDK; importing `bmc.documents.status` alone "
+            f"takes {imports.get('bmc.documents.status', float('nan')):.3f} s, most of it "
+            "`bmc.documents.validate`, which imports the document schemas "
+            "(`bmc.documents.schemas.*`, pydantic models built at "
             "import) and rapidfuzz, even when every document's result is already in the "
             "validation cache (`.bmc/`). Proposed fix (validate.py, status.py): look the "
             "documents up in the cache first and import the schemas and grounding only for a "

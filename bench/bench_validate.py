@@ -28,8 +28,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bmc.validate import make_validator, validate_project
-from bmc.workspace import Project, init_project
+from bmc.documents.validate import make_validator, validate_project
+from bmc.workspace.paths import Project, init_project
 
 REPORTS = 5
 QUOTES_PER_DRAFT = 3
@@ -115,8 +115,8 @@ def timed(action: Callable[[], object]) -> tuple[float, object]:
 WARM_IN_NEW_PROCESS = """
 import json, sys, time
 from pathlib import Path
-from bmc.validate import validate_project
-from bmc.workspace import Project
+from bmc.documents.validate import validate_project
+from bmc.workspace.paths import Project
 start = time.perf_counter()
 reports = validate_project(Project(Path(sys.argv[1]), "bench", "big-project"))
 print(json.dumps([time.perf_counter() - start, sum(r.status == "valid" for r in reports)]))

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from bmc import validate
-from bmc.resources import data_dir
-from bmc.validate import validate_project
-from bmc.workspace import Project, init_project
+from bmc.documents import validate
+from bmc.documents.validate import validate_project
+from bmc.workspace.packaged import data_dir
+from bmc.workspace.paths import Project, init_project
 
 FIXTURES = data_dir("fixtures")
 FIXTURE_RESOURCES = FIXTURES / "workspace" / "clients" / "tidewater" / "resources"

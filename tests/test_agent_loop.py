@@ -1,6 +1,6 @@
 """The agent loop against the scripted model, through the real SDK (SPEC sections 7 and 9).
 
-Every test drives `bmc.agent.Agent` (mostly through `bmc.runner.start`, as `bmc run` does)
+Every test drives `bmc.engine.loop.Agent` (mostly through `bmc.runner.start`, as `bmc run` does)
 with a real `anthropic.Anthropic` client pointed at the loopback scripted model, so the SDK's
 own streaming, retries and error classes run exactly as they would against Claude. Each
 scenario step carries `expect` checks and every test ends with `assert_finished()` (or counts
@@ -25,17 +25,22 @@ import anthropic
 import pytest
 from rich.console import Console
 
-from bmc import session as sessions
-from bmc.agent import Agent, Limits
-from bmc.conversation import CLEARED, CLEARED_INPUT, clear_old_context, with_cache_breakpoints
-from bmc.engine import RunOptions
+from bmc.documents.skills import load_skill
+from bmc.engine import session as sessions
+from bmc.engine.api import RunOptions
+from bmc.engine.conversation import (
+    CLEARED,
+    CLEARED_INPUT,
+    clear_old_context,
+    with_cache_breakpoints,
+)
+from bmc.engine.loop import Agent, Limits
+from bmc.engine.usage import DEFAULT_MODEL, RunUsage, TurnUsage, price_for
 from bmc.errors import BmcError, ModelError, StoppedForPerson, UserError
 from bmc.scripted import ScriptedModel, check_request
-from bmc.skills import load_skill
-from bmc.tools import Toolbox
-from bmc.ui import TerminalDisplay, resume, start
-from bmc.usage import DEFAULT_MODEL, RunUsage, TurnUsage, price_for
-from bmc.workspace import Project, init_project
+from bmc.terminal.chat import TerminalDisplay, resume, start
+from bmc.workspace.paths import Project, init_project
+from bmc.workspace.tools import Toolbox
 
 Start = Callable[..., ScriptedModel]
 SKILL = "bmc-segments"
@@ -730,7 +735,7 @@ def test_old_tool_results_are_cleared_once_when_the_context_passes_its_budget(
         model=MODEL,
         system="You read the client's research for a test.",
         toolbox=Toolbox(project, load_skill(SKILL).folder),
-        recorder=session,
+        transcript=session,
         display=TerminalDisplay(Console(file=out)),
         usage=RunUsage(model=MODEL),
         limits=Limits(context_budget_tokens=1950),

@@ -27,10 +27,10 @@ from typing import Any
 
 import pytest
 
-from bmc.journal import Journal
-from bmc.resources import data_dir
-from bmc.session import ProjectLock
-from bmc.workspace import Project
+from bmc.engine.journal import Journal
+from bmc.engine.session import ProjectLock
+from bmc.workspace.packaged import data_dir
+from bmc.workspace.paths import Project
 from clihelp import Result, run_bmc, scripted_env, snapshot
 
 ORG, SLUG = "tidewater", "growth-2027"

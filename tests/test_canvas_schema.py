@@ -14,9 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bmc.resources import data_dir
-from bmc.schemas import RELATIONSHIP_TYPES, Problem, name_key
-from bmc.schemas.canvas import (
+from bmc.documents.schemas import RELATIONSHIP_TYPES, Problem, name_key
+from bmc.documents.schemas.canvas import (
     ACTIVITY_KINDS,
     ALL_SEGMENTS,
     COST_KINDS,
@@ -28,7 +27,8 @@ from bmc.schemas.canvas import (
     read_canvas,
     render_canvas,
 )
-from bmc.schemas.segments import Evidence
+from bmc.documents.schemas.segments import Evidence
+from bmc.workspace.packaged import data_dir
 
 TIDEWATER = (data_dir("fixtures") / "canvas" / "tidewater-canvas.md").read_text(encoding="utf-8")
 

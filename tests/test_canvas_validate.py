@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from bmc.schemas.canvas import parse_canvas
-from bmc.skills import load_skill
-from bmc.validate import make_validator, validate_project
-from bmc.workspace import Project
+from bmc.documents.schemas.canvas import parse_canvas
+from bmc.documents.skills import load_skill
+from bmc.documents.validate import make_validator, validate_project
+from bmc.workspace.paths import Project
 from projects import (
     FIXTURES,
     Defect,

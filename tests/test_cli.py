@@ -24,7 +24,7 @@ from typing import Any
 import frontmatter
 import pytest
 
-from bmc.resources import data_dir
+from bmc.workspace.packaged import data_dir
 from clihelp import run_bmc, scripted_env, snapshot
 
 ORG, SLUG = "tidewater", "growth-2027"

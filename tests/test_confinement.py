@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bmc import confine
-from bmc.confine import Refused
-from bmc.tools import Toolbox, ToolOutcome
-from bmc.workspace import Project, init_project
+from bmc.workspace import confine
+from bmc.workspace.confine import Refused
+from bmc.workspace.paths import Project, init_project
+from bmc.workspace.tools import Toolbox, ToolOutcome
 
 SECRET = "TOP-SECRET-DO-NOT-LEAK"
 OPS = ("read", "write", "edit", "glob", "grep")

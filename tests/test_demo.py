@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from bmc import gate
-from bmc.demo import run_demo
-from bmc.status import project_status
-from bmc.validate import validate_project
-from bmc.workspace import locate
+from bmc.cli.demo import run_demo
+from bmc.documents import gate
+from bmc.documents.status import project_status
+from bmc.documents.validate import validate_project
+from bmc.workspace.paths import locate
 from clihelp import run_bmc, scripted_env, snapshot
 
 DRAFTS = [

@@ -19,9 +19,10 @@ from typing import Any
 import anthropic
 import pytest
 
-from bmc import agreement, engine, gate
-from bmc.errors import UserError
-from bmc.events import (
+from bmc.documents import gate
+from bmc.engine import agreement
+from bmc.engine import api as engine
+from bmc.engine.events import (
     AgreementRecorded,
     AgreementRequested,
     Event,
@@ -30,10 +31,11 @@ from bmc.events import (
     TextDelta,
     WaitingForMessage,
 )
-from bmc.resources import data_dir
+from bmc.engine.session import WAITING_AGREEMENT, load_session
+from bmc.errors import UserError
 from bmc.scripted import ScriptedModel
-from bmc.session import WAITING_AGREEMENT, load_session
-from bmc.workspace import Project, atomic_write, locate
+from bmc.workspace.packaged import data_dir
+from bmc.workspace.paths import Project, atomic_write, locate
 from projects import demo_segment_files
 
 ORG, SLUG = "tidewater", "growth-2027"

@@ -29,14 +29,15 @@ import anthropic
 import pytest
 from rich.console import Console
 
-from bmc import gate, ui
-from bmc.engine import RunOptions
+from bmc.documents import gate
+from bmc.documents.status import project_status
+from bmc.documents.validate import validate_project
+from bmc.engine.api import RunOptions
+from bmc.engine.session import WAITING_AGREEMENT, load_session
 from bmc.scripted import ScriptedModel
-from bmc.session import WAITING_AGREEMENT, load_session
-from bmc.status import project_status
-from bmc.ui import TerminalDisplay
-from bmc.validate import validate_project
-from bmc.workspace import Project, atomic_write, locate
+from bmc.terminal import chat as ui
+from bmc.terminal.chat import TerminalDisplay
+from bmc.workspace.paths import Project, atomic_write, locate
 from clihelp import Result, run_bmc, scripted_env
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

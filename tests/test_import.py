@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from bmc.documents.grounding import Match, find_quote
+from bmc.documents.importer import READ_IT_PLACEHOLDER, import_files, slugify
 from bmc.errors import UserError
-from bmc.grounding import Match, find_quote
-from bmc.importer import READ_IT_PLACEHOLDER, import_files, slugify
-from bmc.resources import data_dir
-from bmc.workspace import Project, init_project
+from bmc.workspace.packaged import data_dir
+from bmc.workspace.paths import Project, init_project
 
 TODAY = dt.date(2026, 11, 23)
 

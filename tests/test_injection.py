@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from bmc import gate
+from bmc.documents import gate
 from bmc.scripted import ScriptedModel
-from bmc.workspace import Project, locate
+from bmc.workspace.paths import Project, locate
 from clihelp import run_bmc, scripted_env, snapshot
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

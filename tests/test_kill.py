@@ -32,13 +32,13 @@ from typing import IO, Any
 
 import pytest
 
-from bmc.gate import digest
-from bmc.journal import read_journal
+from bmc.documents.gate import digest
+from bmc.documents.validate import validate_project
+from bmc.engine.journal import read_journal
+from bmc.engine.session import WAITING_CONSULTANT, load_session, sessions_dir
 from bmc.scripted import ScriptedModel, check_request
-from bmc.session import WAITING_CONSULTANT, load_session, sessions_dir
-from bmc.tools import Toolbox
-from bmc.validate import validate_project
-from bmc.workspace import locate
+from bmc.workspace.paths import locate
+from bmc.workspace.tools import Toolbox
 from clihelp import Done
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ DECISIONS = "decisions.md"
 # (negative: killed by that signal, as subprocess reports it).
 ZYGOTE = r"""
 import io, json, os, shutil, sys, tempfile, threading, time, traceback
-import bmc.cli, bmc.engine  # the SDK import is most of a command's start-up
+import bmc.cli, bmc.engine.api  # the SDK import is most of a command's start-up
 from bmc.scripted import ScriptedModel
 
 # Warm up: one whole uninterrupted session, so the SDK's lazily built models, the templates

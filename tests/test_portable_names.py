@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bmc.confine import portability_problem
+from bmc.documents.validate import make_validator
 from bmc.errors import UserError
-from bmc.tools import Toolbox
-from bmc.validate import make_validator
-from bmc.workspace import Project, init_project, is_windows_device, slugify
+from bmc.workspace.confine import portability_problem
+from bmc.workspace.paths import Project, init_project, is_windows_device, slugify
+from bmc.workspace.tools import Toolbox
 from projects import demo_segment_files, research_project
 
 DEVICES = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {

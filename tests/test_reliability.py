@@ -39,16 +39,16 @@ import anthropic
 import pytest
 from rich.console import Console
 
-from bmc import session as sessions
-from bmc.engine import RunOptions
+from bmc.documents.validate import validate_project
+from bmc.engine import session as sessions
+from bmc.engine.api import RunOptions
+from bmc.engine.journal import read_journal
+from bmc.engine.usage import DEFAULT_MODEL
 from bmc.errors import BmcError
-from bmc.journal import read_journal
-from bmc.resources import data_dir
 from bmc.scripted import ScriptedModel, check_request
-from bmc.ui import Consultant, TerminalDisplay, start
-from bmc.usage import DEFAULT_MODEL
-from bmc.validate import validate_project
-from bmc.workspace import Project, locate
+from bmc.terminal.chat import Consultant, TerminalDisplay, start
+from bmc.workspace.packaged import data_dir
+from bmc.workspace.paths import Project, locate
 from clihelp import run_bmc, scripted_env, snapshot
 
 Start = Callable[..., ScriptedModel]

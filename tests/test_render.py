@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 
 import browser
-from bmc import gate, render
+from bmc.documents import gate, render
+from bmc.documents.schemas.canvas import Canvas, parse_canvas
 from bmc.errors import PrerequisiteError, UserError
-from bmc.schemas.canvas import Canvas, parse_canvas
-from bmc.workspace import Project
+from bmc.workspace.paths import Project
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_CANVAS = ROOT / "fixtures" / "canvas" / "tidewater-canvas.md"

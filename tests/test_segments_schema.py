@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bmc.schemas import RELATIONSHIP_TYPES, Problem
-from bmc.schemas.segments import (
+from bmc.documents.schemas import RELATIONSHIP_TYPES, Problem
+from bmc.documents.schemas.segments import (
     Evidence,
     SegmentDraft,
     SegmentsDocument,
@@ -25,8 +25,8 @@ from bmc.schemas.segments import (
     render_draft,
     render_segments_document,
 )
-from bmc.validate import make_validator, slugify, validate_project
-from bmc.workspace import Project
+from bmc.documents.validate import make_validator, slugify, validate_project
+from bmc.workspace.paths import Project
 from projects import research_project
 
 

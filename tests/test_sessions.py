@@ -26,17 +26,17 @@ from typing import Any
 import anthropic
 import pytest
 
-from bmc import session as sessions
-from bmc import ui
 from bmc.cli import main
-from bmc.engine import RunOptions
+from bmc.documents.gate import digest
+from bmc.engine import session as sessions
+from bmc.engine.api import RunOptions
+from bmc.engine.journal import Journal, read_journal
+from bmc.engine.lock import ProjectLock
 from bmc.errors import UserError
-from bmc.gate import digest
-from bmc.journal import Journal, read_journal
-from bmc.lock import ProjectLock
 from bmc.scripted import ScriptedModel
-from bmc.ui import TerminalDisplay
-from bmc.workspace import Project, locate
+from bmc.terminal import chat as ui
+from bmc.terminal.chat import TerminalDisplay
+from bmc.workspace.paths import Project, locate
 from clihelp import Done
 
 ROOT = Path(__file__).resolve().parent.parent

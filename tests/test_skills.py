@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from bmc.errors import PrerequisiteError, UserError
-from bmc.resources import data_dir
-from bmc.skills import (
+from bmc.documents.skills import (
     check_requires,
     list_skills,
     load_skill,
     scan_skills,
     skill_dirs,
 )
-from bmc.workspace import Project, init_project
+from bmc.errors import PrerequisiteError, UserError
+from bmc.workspace.packaged import data_dir
+from bmc.workspace.paths import Project, init_project
 
 PACKAGED = data_dir("skills")
 PACKAGED_SKILLS = sorted(p for p in PACKAGED.iterdir() if (p / "SKILL.md").is_file())
@@ -387,7 +387,7 @@ def test_required_folder_needs_a_folder(project: Project, tmp_path: Path) -> Non
 
 def test_loading_skills_does_not_import_the_model_sdk() -> None:
     code = (
-        "import sys, bmc.skills as s; s.list_skills(); "
+        "import sys, bmc.documents.skills as s; s.list_skills(); "
         "assert 'anthropic' not in sys.modules, 'anthropic imported'"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

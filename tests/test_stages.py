@@ -1,4 +1,4 @@
-"""The stage table: built from the skills' metadata, read by every module (bmc.stages)."""
+"""The stage table: built from the skills' metadata, read by every module (bmc.documents.stages)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bmc import gate, render, stages, status, validate
+from bmc.documents import gate, render, stages, status, validate
+from bmc.documents.skills import list_skills
+from bmc.documents.stages import Stage, StageTable, build, packaged, table
 from bmc.errors import UserError
-from bmc.resources import data_dir
-from bmc.skills import list_skills
-from bmc.stages import Stage, StageTable, build, packaged, table
+from bmc.workspace.packaged import data_dir
 
 PACKAGED = data_dir("skills")
 
@@ -146,14 +146,14 @@ def test_every_module_reads_the_one_table() -> None:
 
 def test_table_is_built_once_and_only_when_read() -> None:
     code = (
-        "import sys, bmc.skills as s\n"
+        "import sys, bmc.documents.skills as s\n"
         "calls = []\n"
         "parse = s.parse_skill\n"
         "s.parse_skill = lambda folder: (calls.append(folder), parse(folder))[1]\n"
-        "import bmc.stages, bmc.gate\n"
+        "import bmc.documents.stages, bmc.documents.gate\n"
         "assert calls == [], 'parsed on import'\n"
-        "import bmc.validate, bmc.render, bmc.status\n"
-        "list(bmc.gate.STAGES.values()); bmc.stages.packaged()['canvas']\n"
+        "import bmc.documents.validate, bmc.documents.render, bmc.documents.status\n"
+        "list(bmc.documents.gate.STAGES.values()); bmc.documents.stages.packaged()['canvas']\n"
         "assert len(calls) == len(set(calls)) == 3, calls\n"
         "assert 'anthropic' not in sys.modules, 'anthropic imported'\n"
     )

@@ -17,9 +17,9 @@ from anthropic.types.beta import (
     BetaManagedAgentsAgentToolset20260401WriteInput,
 )
 
-from bmc import tools
-from bmc.tools import Toolbox, ToolOutcome
-from bmc.workspace import Project, init_project
+from bmc.workspace import tools
+from bmc.workspace.paths import Project, init_project
+from bmc.workspace.tools import Toolbox, ToolOutcome
 
 SDK_INPUTS = {
     "read": BetaManagedAgentsAgentToolset20260401ReadInput,

@@ -16,12 +16,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bmc import grounding
-from bmc.grounding import ClosestPassage, Match, find_quote
-from bmc.schemas import Problem
-from bmc.schemas.segments import read_draft, read_segments_document
-from bmc.validate import SAME_SEGMENT_THRESHOLD, make_validator, validate_project
-from bmc.workspace import Project
+from bmc.documents import grounding
+from bmc.documents.grounding import ClosestPassage, Match, find_quote
+from bmc.documents.schemas import Problem
+from bmc.documents.schemas.segments import read_draft, read_segments_document
+from bmc.documents.validate import SAME_SEGMENT_THRESHOLD, make_validator, validate_project
+from bmc.workspace.paths import Project
 from projects import (
     FIXTURE_RESOURCES,
     Defect,

@@ -1,0 +1,3 @@
+from bmc.cli.commands import main
+
+main()
