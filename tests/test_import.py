@@ -454,6 +454,16 @@ def test_two_sources_that_would_share_a_sub_report_are_refused(project: Project)
     assert snapshot(project.resources_dir) == before
 
 
+def test_an_outside_file_whose_name_would_not_travel_is_refused(
+    project: Project, tmp_path: Path
+) -> None:
+    outside = make_pdf(tmp_path / "Q3: board.pdf", ["Board figures."])
+    before = snapshot(project.resources_dir, project.inbox_dir)
+    with pytest.raises(UserError, match=r"Q3: board\.pdf.*rename the file"):
+        import_files(project, [outside], today=TODAY)
+    assert snapshot(project.resources_dir, project.inbox_dir) == before
+
+
 def test_two_outside_files_of_the_same_name_are_refused(project: Project, tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bmc.errors import UserError
+from bmc.workspace.confine import portability_problem
 from bmc.workspace.paths import Project, atomic_write
 from bmc.workspace.paths import slugify as workspace_slug
 
@@ -308,6 +309,11 @@ def _source_ref(project: Project, source: Path, data: bytes) -> tuple[str, Path 
     inbox = project.inbox_dir.resolve()
     if source.is_relative_to(inbox):
         return "inbox/" + source.relative_to(inbox).as_posix(), None
+    # Threat: a file name Windows or a git checkout of the engagement cannot hold (`Q3: board.pdf`,
+    # `nul.pdf`) copied into inbox/, where the consultant's colleagues would trip over it.
+    problem = portability_problem(source.name)
+    if problem is not None:
+        raise _refusal(f"the name {source.name!r} {problem}: rename the file and import it again")
     target = inbox / source.name
     if target.exists():
         try:
