@@ -25,6 +25,8 @@ from typing import Any
 
 import anthropic
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bmc.cli import main
 from bmc.documents.gate import digest
@@ -32,6 +34,7 @@ from bmc.engine import session as sessions
 from bmc.engine.api import RunOptions
 from bmc.engine.journal import Journal, read_journal
 from bmc.engine.lock import ProjectLock
+from bmc.engine.usage import RunUsage, TurnUsage
 from bmc.errors import UserError
 from bmc.scripted import ScriptedModel
 from bmc.terminal import chat as ui
@@ -204,6 +207,67 @@ def test_torn_last_record_is_dropped_with_a_note_and_the_file_stays_appendable(
         (2, "usage"),
         (3, "status"),
     ]
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.dictionaries(st.text(), JSON, max_size=5))
+def test_any_record_reads_back_exactly_as_it_was_written(data: dict[str, Any]) -> None:
+    # What the model sends is arbitrary JSON (tool inputs, text in any script): each record
+    # must pass its checksum and keep its keys in their order (a resumed conversation sends
+    # the model's tool calls back as the model wrote them).
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "s.jsonl"
+        with Journal(path) as journal:
+            journal.append("start", {"skill": "bmc-segments"})
+            journal.append("message", data)
+        read = read_journal(path)
+    assert read.notes == []
+    assert read.records[1].data == data
+    assert list(read.records[1].data) == list(data)
+
+
+def test_a_journal_written_by_an_earlier_bmc_still_reads(tmp_path: Path) -> None:
+    # Earlier versions summed each record with its data's keys sorted.
+    import hashlib
+
+    path = tmp_path / "s.jsonl"
+    lines = []
+    for seq, (kind, data) in enumerate(RECORDS):
+        body = json.dumps([seq, kind, data], sort_keys=True, ensure_ascii=False)
+        total = hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]
+        record = {"seq": seq, "kind": kind, "time": "", "data": data, "sum": total}
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+    path.write_text("".join(lines), "utf-8")
+
+    reopened, read = Journal.open_existing(path)
+    assert read.notes == [] and [r.kind for r in read.records] == [k for k, _ in RECORDS]
+    reopened.append("cleared", {"upto": 1})
+    reopened.close()
+    assert [r.seq for r in read_journal(path).records] == [0, 1, 2, 3, 4]
+
+
+def test_the_running_cost_is_the_sum_of_the_turns_so_far() -> None:
+    usage = RunUsage(model="claude-sonnet-5-5")
+    turns = [TurnUsage(1000 * n, 50 * n, 9000 * n, 700) for n in range(1, 30)]
+    for count, turn in enumerate(turns, 1):
+        usage.add(turn)
+        so_far = turns[:count]
+        assert usage.cost == pytest.approx(sum(t.cost(usage.model) for t in so_far))
+        assert usage.total("cache_read_tokens") == sum(t.cache_read_tokens for t in so_far)
+    usage.turns.append(TurnUsage(output_tokens=1))  # a caller appending to the list itself
+    assert usage.total("output_tokens") == sum(t.output_tokens for t in turns) + 1
+    usage.turns = turns[:2]
+    assert usage.total("input_tokens") == 3000
+    assert f"${sum(t.cost(usage.model) for t in turns[:2]):.4f}" in usage.summary()
 
 
 def test_a_write_the_disk_cuts_short_leaves_only_whole_records(

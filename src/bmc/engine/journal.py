@@ -27,9 +27,18 @@ from bmc.crashpoints import crash_point
 from bmc.errors import UserError
 
 
-def _checksum(seq: int, kind: str, data: object) -> str:
-    body = json.dumps([seq, kind, data], sort_keys=True, ensure_ascii=False)
+def _digest(body: str) -> str:
     return hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]
+
+
+def _sum_matches(total: object, seq: int, kind: str, data: object) -> bool:
+    """Whether `total` is the record's checksum: of `[seq, kind, data]` serialized as the
+    record holds it (what `Journal.append` writes), or, in journals written before that,
+    with the data's keys sorted. JSON read back and written again gives the same text, so
+    the record's own bytes need not be kept."""
+    if total == _digest(json.dumps([seq, kind, data], ensure_ascii=False)):
+        return True
+    return total == _digest(json.dumps([seq, kind, data], sort_keys=True, ensure_ascii=False))
 
 
 @dataclass
@@ -81,7 +90,7 @@ def _parse(line: bytes, expected_seq: int) -> Record | None:
     try:
         obj = json.loads(line.decode("utf-8"))
         seq, kind, data = obj["seq"], obj["kind"], obj["data"]
-        if seq != expected_seq or obj["sum"] != _checksum(seq, kind, data):
+        if seq != expected_seq or not _sum_matches(obj["sum"], seq, kind, data):
             return None
         return Record(seq=seq, kind=kind, data=data, time=obj.get("time", ""))
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
@@ -120,18 +129,7 @@ class Journal:
         return cls(path, next_seq=len(read.records))
 
     def append(self, kind: str, data: dict) -> None:
-        seq = self.next_seq
-        line = json.dumps(
-            {
-                "seq": seq,
-                "kind": kind,
-                "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "data": data,
-                "sum": _checksum(seq, kind, data),
-            },
-            ensure_ascii=False,
-        )
-        self._write_whole((line + "\n").encode("utf-8"))
+        self._write_whole(record_line(self.next_seq, kind, data).encode("utf-8"))
         self.next_seq += 1
 
     def commit(self) -> None:
@@ -193,6 +191,21 @@ class Journal:
             raise
         self._size += len(data)
         self._unsynced = True
+
+
+def record_line(seq: int, kind: str, data: dict) -> str:
+    """One journal line. The data is serialized once, for the line and its checksum alike
+    (a tool result can be a 256 KB read), in the order its keys came: a resumed
+    conversation sends the model's tool inputs as the model wrote them."""
+    kind_text = json.dumps(kind, ensure_ascii=False)
+    data_text = json.dumps(data, ensure_ascii=False)
+    # The same text `json.dumps([seq, kind, data], ensure_ascii=False)` gives.
+    total = _digest(f"[{seq}, {kind_text}, {data_text}]")
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")  # digits and -:+ only
+    return (
+        f'{{"seq": {seq}, "kind": {kind_text}, "time": "{now}", "data": {data_text}, '
+        f'"sum": "{total}"}}\n'
+    )
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -7,7 +7,7 @@ showing a cost of zero.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 
@@ -72,22 +72,42 @@ class TurnUsage:
         ) / 1_000_000
 
 
+TOKEN_FIELDS = tuple(f.name for f in fields(TurnUsage))
+
+
 @dataclass
 class RunUsage:
-    """What a run (or a whole session) has used so far."""
+    """What a run (or a whole session) has used so far.
+
+    The totals are kept as turns are added, not summed again: a surface shows the cost after
+    every turn, and a 200-turn session would otherwise add up all its turns on each one."""
 
     model: str
     turns: list[TurnUsage] = field(default_factory=list)
+    _sum: TurnUsage = field(default_factory=TurnUsage, init=False, repr=False, compare=False)
+    _counted: int = field(default=0, init=False, repr=False, compare=False)
 
     def add(self, turn: TurnUsage) -> None:
         self.turns.append(turn)
 
+    def _totals(self) -> TurnUsage:
+        # `turns` is a plain list a caller may append to directly: count what is new, and
+        # start again if it was replaced by a shorter one.
+        if self._counted > len(self.turns):
+            self._sum, self._counted = TurnUsage(), 0
+        for turn in self.turns[self._counted :]:
+            for name in TOKEN_FIELDS:
+                setattr(self._sum, name, getattr(self._sum, name) + getattr(turn, name))
+        self._counted = len(self.turns)
+        return self._sum
+
     @property
     def cost(self) -> float:
-        return sum(turn.cost(self.model) for turn in self.turns)
+        # Cost is linear in each kind of token, so the totals' cost is the sum of the turns'.
+        return self._totals().cost(self.model)
 
     def total(self, name: str) -> int:
-        return sum(getattr(turn, name) for turn in self.turns)
+        return int(getattr(self._totals(), name))
 
     @property
     def cache_hit_rate(self) -> float:
