@@ -14,7 +14,8 @@ import pytest
 SRC = Path(__file__).resolve().parent.parent / "src" / "bmc"
 
 # Top to bottom; a layer may import itself and anything below it.
-LAYERS = ["cli", "terminal", "engine", "documents", "workspace"]
+# The surfaces come first: the command line starts the terminal chat and the web server.
+LAYERS = ["cli", "web", "terminal", "engine", "documents", "workspace"]
 # Used by every layer: the exit-code exceptions and the kill-test hooks.
 SHARED = {"errors", "crashpoints"}
 # Apart: the loopback model imports nothing of ours; surfaces (the demo) may use it.

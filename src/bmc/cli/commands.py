@@ -467,6 +467,37 @@ def render(workspace: str | None, org: str | None, project: str | None) -> None:
 @click.option(
     "--workspace",
     type=click.Path(file_okay=False),
+    help="Workspace folder (default: $BMC_WORKSPACE or the current folder).",
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Listen here; anything but this computer's loopback is shown a warning.",
+)
+@click.option("--no-browser", is_flag=True, help="Print the link; do not open a browser.")
+@click.option("--new-token", is_flag=True, help="Make a new secret link (old ones stop working).")
+def serve(workspace: str | None, port: int, host: str, no_browser: bool, new_token: bool) -> None:
+    """Open the workspace in your browser: chat, documents, the canvas, and agreements."""
+    from bmc.web.app import ServeOptions
+    from bmc.web.server import serve as run_server
+
+    options = ServeOptions(workspace=_workspace(workspace).resolve())
+    run_server(
+        options,
+        host=host,
+        port=port,
+        open_browser=not no_browser,
+        new_token=new_token,
+        say=lambda line: click.echo(line),
+    )
+
+
+@cli.command()
+@click.option(
+    "--workspace",
+    type=click.Path(file_okay=False),
     help="Keep the demo's workspace here (a new or empty folder).",
 )
 @click.option("--yes", is_flag=True, help="Answer yes at every agreement prompt (unattended run).")

@@ -829,6 +829,17 @@ def render_project(project: Project) -> list[Path]:
 
     Everything is read and checked before anything is written, so a refusal leaves the
     previous pages as they were."""
+    written = []
+    for relative, html in render_pages(project):
+        path = project.project_dir / relative
+        atomic_write(path, html)
+        written.append(path)
+    return written
+
+
+def render_pages(project: Project) -> list[tuple[str, str]]:
+    """The client pages as they would be written, by project path, in memory (the web
+    workspace shows them without writing)."""
     canvas_stage, segments_stage = gate.STAGES["canvas"], gate.STAGES["segments"]
     canvas_status = _status(project, canvas_stage)
     segments_status = _status(project, segments_stage)
@@ -858,12 +869,7 @@ def render_project(project: Project) -> list[Path]:
     if doc is not None and segments_status is not None:
         html = segments_page(doc, status=segments_status, styles=styles, drafts=drafts)
         pages.append((SEGMENTS_HTML, html))
-    written = []
-    for relative, html in pages:
-        path = project.project_dir / relative
-        atomic_write(path, html)
-        written.append(path)
-    return written
+    return pages
 
 
 def read_drafts(project: Project) -> dict[str, DraftParts]:

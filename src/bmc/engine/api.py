@@ -77,10 +77,10 @@ class RunOptions:
     client: anthropic.Anthropic | None = None  # the demo passes one pointed at its scripted model
 
 
-def make_client(provider: str = "anthropic") -> anthropic.Anthropic:
+def make_client(provider: str = "anthropic", api_key: str | None = None) -> anthropic.Anthropic:
     """The SDK client for `provider`: Anthropic's API, or the SDK's own Bedrock and Vertex
     clients for firms that must reach Claude through their cloud (credentials from the
-    cloud's usual environment)."""
+    cloud's usual environment). `api_key` is one the web page took from the keyring."""
     # The SDK retries 408/409/429/5xx and connection failures itself, honouring retry-after;
     # four tries ride out a short overload without hiding a real outage for long.
     retries = _env_number("BMC_MAX_RETRIES", 4, int)
@@ -95,11 +95,13 @@ def make_client(provider: str = "anthropic") -> anthropic.Anthropic:
             return anthropic.AnthropicVertex(max_retries=retries, timeout=timeout)  # type: ignore[return-value]
         except ImportError:
             raise UserError("--provider vertex needs: pip install 'anthropic[vertex]'.") from None
-    if not os.environ.get("ANTHROPIC_API_KEY"):
+    if not (api_key or os.environ.get("ANTHROPIC_API_KEY")):
         raise UserError(
             "ANTHROPIC_API_KEY is not set: export your Anthropic API key (or try `bmc demo`, "
             "which needs none)."
         )
+    if api_key:
+        return anthropic.Anthropic(api_key=api_key, max_retries=retries, timeout=timeout)
     return anthropic.Anthropic(max_retries=retries, timeout=timeout)
 
 

@@ -169,3 +169,10 @@ def live_holder_session(project: Project) -> str | None:
         session = note.get("session")
         return session if isinstance(session, str) else None
     return None
+
+
+def live_holder(project: Project) -> dict[str, Any] | None:
+    """Who holds the project now (`session`, `command`, `pid`, `since`), if a live process
+    does: what another surface shows while it may only read."""
+    note = read_note(project.state_dir / HOLDER_NOTE)
+    return note if note and _names_live_holder(note) else None

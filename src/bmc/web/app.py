@@ -1,0 +1,481 @@
+"""`bmc serve`: the routes of the web workspace (SPEC section 12).
+
+The page talks to the engine only through its API (`bmc.engine.api`: start, resume, send,
+answer, stop) and its events, relayed by `live.Hub` as server-sent events; what it shows of
+documents comes from the same rules as the command line (`views`). Every state-changing
+route is a JSON POST that the page's script sends with the anti-forgery header; `security`
+checks the token, the Host and the origin before any route runs.
+
+Bad input gets one sentence and changes nothing: each route answers `{"error": ...}` with
+a 4xx status, from the same `BmcError` sentences the commands print.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from bmc.documents import stages
+from bmc.documents.render import render_pages, render_project
+from bmc.documents.skills import check_requires, scan_skills
+from bmc.documents.validate import make_validator, validate_project
+from bmc.engine import agreement
+from bmc.engine.lock import ProjectLock, live_holder
+from bmc.errors import BmcError, PrerequisiteError, UserError
+from bmc.web import keys, views
+from bmc.web.live import Hub, Live
+from bmc.web.security import ServerSecret
+from bmc.workspace.paths import Project, atomic_write, init_project, locate
+
+HERE = Path(__file__).parent
+MAX_MESSAGE = 20_000  # characters: a chat message, or an opening
+MAX_DOCUMENT = 1_000_000  # bytes: a document saved from the page's editor
+
+
+@dataclass
+class ServeOptions:
+    """What `bmc serve` was started with; a page's run options are added per run."""
+
+    workspace: Path
+    client: Any = None  # tests and `bmc demo --serve` pass a client for the scripted model
+    skills_dir: Path | None = None
+    demo_lines: dict[str, list[str]] = field(default_factory=dict)  # skill -> lines to offer
+
+
+def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
+    """The web workspace over `options.workspace`; wrap it in `security.guard`."""
+    hub = Hub(lambda text: str(views.safe_markdown(text)))
+    templates = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,  # everything from a document, a model or a file is escaped
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+    def page(name: str, **context: Any) -> HTMLResponse:
+        html = templates.get_template(name).render(csrf=secret.csrf_token(), **context)
+        return HTMLResponse(html)
+
+    def project_of(request: Request) -> Project:
+        # Threat: a path parameter naming another folder; `locate` checks both slugs
+        # (letters, digits, hyphens) before any path is built from them.
+        return locate(options.workspace, request.path_params["org"], request.path_params["slug"])
+
+    async def engagements(request: Request) -> Response:
+        return page(
+            "engagements.html",
+            engagements=views.engagements(options.workspace),
+            workspace=str(options.workspace),
+            key_missing=not keys.have_key(options.client),
+        )
+
+    async def init(request: Request) -> Response:
+        body = await _json(request)
+        project = init_project(
+            options.workspace,
+            _text(body, "org", 60),
+            _text(body, "project", 60),
+            _text(body, "name", 200, required=False) or None,
+        )
+        return JSONResponse({"url": f"/p/{project.org}/{project.slug}"})
+
+    async def project_page(request: Request) -> Response:
+        project = project_of(request)
+        live = hub.get(project)
+        if live is None or not live.running:
+            live = _present_pending_agreement(project) or live
+        return page(
+            "project.html",
+            project=project,
+            org_name=project.org_name(),
+            status=views.project_status(project),
+            skills=_startable(project),
+            sessions=views.sessions(project),
+            transcript=[] if live and live.running else views.transcript(project, None),
+            live=live,
+            holder=None if live and live.running else live_holder(project),
+            decisions=views.decisions(project),
+            key_missing=not keys.have_key(options.client),
+            demo_lines=options.demo_lines,
+        )
+
+    def _present_pending_agreement(project: Project) -> Live | None:
+        """A session left waiting for an agreement (a closed tab, a restart, kill -9) is
+        resumed so the engine presents the agreement again: no model call is made before
+        the person answers."""
+        waiting = [s for s in views.sessions(project) if s.status == "waiting for agreement"]
+        if not waiting or live_holder(project) is not None:
+            return None
+        try:
+            return hub.begin(project, lambda: _resume(project, waiting[0].id, {}))
+        except BmcError:
+            return None
+
+    def _startable(project: Project) -> list[dict[str, str]]:
+        found = []
+        for skill in scan_skills(options.skills_dir).skills:
+            try:
+                check_requires(skill, project)
+                blocked = ""
+            except PrerequisiteError as err:
+                blocked = str(err)
+            found.append({"name": skill.name, "blocked": blocked, "what": skill.description})
+        return found
+
+    def _run_options(body: dict[str, Any]) -> Any:
+        from bmc.engine.api import RunOptions, make_client
+        from bmc.engine.loop import Limits
+
+        max_cost = body.get("max_cost")
+        try:
+            cost = float(max_cost) if max_cost not in (None, "") else None
+        except (TypeError, ValueError):
+            raise UserError("the cost budget must be a number of dollars, e.g. 5.") from None
+        provider = str(body.get("provider") or "anthropic")
+        if provider not in ("anthropic", "bedrock", "vertex"):
+            raise UserError("the provider must be anthropic, bedrock or vertex.")
+        client = options.client or make_client(provider, api_key=keys.stored_key())
+        return RunOptions(
+            model=(str(body.get("model") or "").strip() or None),
+            skills_dir=options.skills_dir,
+            limits=Limits(max_cost=cost),
+            agreed_as=(str(body.get("as") or "").strip() or None),
+            provider=provider,
+            client=client,
+        )
+
+    def _resume(project: Project, session_id: str | None, body: dict[str, Any]) -> Any:
+        from bmc.engine import api
+
+        return api.resume(project, session_id, _run_options(body))
+
+    async def start(request: Request) -> Response:
+        from bmc.engine import api
+
+        project = project_of(request)
+        body = await _json(request)
+        skill = _text(body, "skill", 100)
+        opening = _text(body, "message", MAX_MESSAGE, required=False) or None
+        _not_running(project)
+        hub.begin(project, lambda: api.start(project, skill, _run_options(body), opening))
+        return JSONResponse({"started": skill})
+
+    async def resume(request: Request) -> Response:
+        project = project_of(request)
+        body = await _json(request)
+        session_id = _text(body, "session", 100, required=False) or None
+        _not_running(project)
+        hub.begin(project, lambda: _resume(project, session_id, body))
+        return JSONResponse({"resumed": session_id or "latest"})
+
+    def _not_running(project: Project) -> None:
+        live = hub.running(project)
+        if live is not None:
+            raise UserError("a session is already running in this project: stop it first.")
+        holder = live_holder(project)
+        if holder is not None:
+            raise UserError(_holder_sentence(project, holder))
+
+    def _live(project: Project) -> Live:
+        live = hub.running(project)
+        if live is None:
+            raise UserError("no session is running in this project: start or resume one.")
+        return live
+
+    async def send(request: Request) -> Response:
+        project = project_of(request)
+        body = await _json(request)
+        _live(project).send(_text(body, "text", MAX_MESSAGE))
+        return JSONResponse({"sent": True})
+
+    async def answer(request: Request) -> Response:
+        project = project_of(request)
+        body = await _json(request)
+        digest = _text(body, "digest", 100)
+        if body.get("agreed") is True:
+            reply = agreement.Answer(
+                True, digest, contact=_text(body, "contact", 200, required=False)
+            )
+        else:
+            feedback = _text(body, "feedback", MAX_MESSAGE)
+            reply = agreement.Answer(False, digest, feedback=feedback)
+        _live(project).answer(reply)
+        return JSONResponse({"answered": True})
+
+    async def stop(request: Request) -> Response:
+        _live(project_of(request)).stop()
+        return JSONResponse({"stopping": True})
+
+    async def events(request: Request) -> Response:
+        project = project_of(request)
+        live = hub.get(project)
+        if live is None:
+            raise UserError("no session has run in this project since the server started.")
+        after = _int(request.headers.get("last-event-id") or request.query_params.get("after"))
+        return StreamingResponse(
+            _sse(live.subscribe(after), request.is_disconnected),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+        )
+
+    async def documents_fragment(request: Request) -> Response:
+        project = project_of(request)
+        return page("documents.html", project=project, documents=views.documents(project))
+
+    async def state(request: Request) -> Response:
+        project = project_of(request)
+        live = hub.get(project)
+        holder = live_holder(project)
+        return JSONResponse(
+            {
+                "state": live.state if live else "stopped",
+                "pending": live.pending if live else None,
+                "turns": live.turns if live else 0,
+                "cost": live.cost if live else 0.0,
+                "holder": _holder_sentence(project, holder)
+                if holder and not (live and live.running)
+                else None,
+            }
+        )
+
+    async def client_page(request: Request) -> Response:
+        """The canvas or segments page `bmc render` would write, made now, not written."""
+        project = project_of(request)
+        wanted = {"canvas": "canvas/canvas.html", "segments": "segments/segments.html"}
+        relative = wanted.get(request.path_params["which"])
+        if relative is None:
+            return _error(UserError("there is no such page: canvas or segments."), 404)
+        pages = dict(render_pages(project))
+        if relative not in pages:
+            raise PrerequisiteError(f"{relative} cannot be made yet: its document does not exist.")
+        headers = {
+            # Our own page, self-contained: its styles are inline and nothing may run.
+            "content-security-policy": (
+                "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                "frame-ancestors 'self'"
+            ),
+        }
+        if request.query_params.get("download"):
+            name = f"{project.org}-{project.slug}-{Path(relative).name}"
+            headers["content-disposition"] = f'attachment; filename="{name}"'
+        return HTMLResponse(pages[relative], headers=headers)
+
+    async def file_text(request: Request) -> Response:
+        """A governed document's exact text, for the editor (only those the page lists)."""
+        project = project_of(request)
+        path = _governed(project, request.query_params.get("path", ""))
+        try:
+            text = (project.project_dir / path).read_text("utf-8")
+        except FileNotFoundError:
+            text = ""
+        return JSONResponse({"path": path, "text": text})
+
+    async def save(request: Request) -> Response:
+        """A person's edit, checked by the same rules as the model's writes; nothing is
+        written when they find problems. Saving changes the file's bytes, so the model's
+        hand-edit rule then refuses to overwrite it before reading it again."""
+        project = project_of(request)
+        body = await _json(request)
+        path = _governed(project, _text(body, "path", 300))
+        text = body.get("text")
+        if not isinstance(text, str) or len(text.encode("utf-8")) > MAX_DOCUMENT:
+            raise UserError("the document must be text of at most 1 MB.")
+        with ProjectLock(project).hold("the web page (a saved edit)"):
+            problems, _warnings = make_validator(project)(path, text)
+            if problems:
+                return JSONResponse(
+                    {
+                        "error": f"{path} was not saved: fix the problems first.",
+                        "problems": problems,
+                    },
+                    status_code=422,
+                )
+            atomic_write(project.project_dir / path, text)
+        return JSONResponse({"saved": path})
+
+    def _governed(project: Project, path: str) -> str:
+        # Threat: a path parameter reaching outside the project, or at a gate, the log or
+        # .bmc/: only the documents the page itself lists can be read or saved here.
+        listed = {d.path for d in views.documents(project)}
+        listed |= {"brief.md", "hypotheses.md"}
+        if path not in listed or path.endswith(".agreed.md"):
+            raise UserError(f"{path!r} is not one of this engagement's documents.")
+        return path
+
+    async def validate(request: Request) -> Response:
+        reports = validate_project(project_of(request))
+        return JSONResponse({"reports": [r.__dict__ for r in reports]})
+
+    async def render(request: Request) -> Response:
+        project = project_of(request)
+        with ProjectLock(project).hold("the web page (render)"):
+            written = render_project(project)
+        return JSONResponse({"written": [str(p.relative_to(project.project_dir)) for p in written]})
+
+    async def agree_outside(request: Request) -> Response:
+        """`bmc agree` from the page: the same flow, answered by the click that sent this."""
+        project = project_of(request)
+        body = await _json(request)
+        stage = stages.packaged().named(_text(body, "stage", 40))
+        digest = _text(body, "digest", 100)
+        contact = _text(body, "contact", 200, required=False)
+        if hub.running(project) is not None:
+            raise UserError("a session is running in this project: agree in its chat.")
+        result = agreement.agree_outside(
+            project,
+            stage,
+            scope=_text(body, "scope", 2000, required=False),
+            consultant=agreement.consultant_name(_text(body, "as", 200, required=False) or None),
+            ask=_one_answer(agreement.Answer(True, digest, contact=contact)),
+            notify=lambda _text: None,
+        )
+        if isinstance(result, agreement.Changed):
+            raise UserError(
+                f"{stage.document} changed since it was shown: nothing was agreed; look again."
+            )
+        return JSONResponse({"agreed": stage.gate})
+
+    async def upload(request: Request) -> Response:
+        from bmc.web.uploads import receive
+
+        project = project_of(request)
+        with ProjectLock(project).hold("the web page (an upload)"):
+            summary = await receive(project, request)
+        return JSONResponse({"imported": summary})
+
+    async def store_key(request: Request) -> Response:
+        body = await _json(request)
+        keys.store_key(_text(body, "key", 400))
+        return JSONResponse({"stored": True})
+
+    routes = [
+        Route("/", engagements),
+        Route("/init", _guarded(init), methods=["POST"]),
+        Route("/key", _guarded(store_key), methods=["POST"]),
+        Route("/p/{org}/{slug}", _guarded(project_page)),
+        Route("/p/{org}/{slug}/events", _guarded(events)),
+        Route("/p/{org}/{slug}/state", _guarded(state)),
+        Route("/p/{org}/{slug}/documents", _guarded(documents_fragment)),
+        Route("/p/{org}/{slug}/file", _guarded(file_text)),
+        Route("/p/{org}/{slug}/page/{which}", _guarded(client_page)),
+        Route("/p/{org}/{slug}/start", _guarded(start), methods=["POST"]),
+        Route("/p/{org}/{slug}/resume", _guarded(resume), methods=["POST"]),
+        Route("/p/{org}/{slug}/send", _guarded(send), methods=["POST"]),
+        Route("/p/{org}/{slug}/answer", _guarded(answer), methods=["POST"]),
+        Route("/p/{org}/{slug}/stop", _guarded(stop), methods=["POST"]),
+        Route("/p/{org}/{slug}/save", _guarded(save), methods=["POST"]),
+        Route("/p/{org}/{slug}/validate", _guarded(validate), methods=["POST"]),
+        Route("/p/{org}/{slug}/render", _guarded(render), methods=["POST"]),
+        Route("/p/{org}/{slug}/agree", _guarded(agree_outside), methods=["POST"]),
+        Route("/p/{org}/{slug}/upload", _guarded(upload), methods=["POST"]),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        hub.stop_all()  # each running session saves itself, resumable
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.hub = hub
+    return app
+
+
+def _guarded(
+    route: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """One sentence and a 4xx status for every refusal, never a traceback."""
+
+    async def run(request: Request) -> Response:
+        try:
+            return await route(request)
+        except PrerequisiteError as err:
+            return _error(err, 409)
+        except BmcError as err:
+            missing = "does not exist" in str(err) or "no session" in str(err)
+            return _error(err, 404 if missing and request.method == "GET" else 409)
+
+    return run
+
+
+def _error(err: BmcError, status: int) -> Response:
+    return JSONResponse({"error": _sentence(str(err))}, status_code=status)
+
+
+def _sentence(text: str) -> str:
+    text = " ".join(text.split())
+    return text[:1].upper() + text[1:]
+
+
+def _one_answer(reply: agreement.Answer) -> agreement.Ask:
+    """An `ask` that gives the page's click once, then nothing (the document changed)."""
+    given = [reply]
+
+    def ask(_proposal: Any, _scope: str, _changed: str | None) -> agreement.Answer | None:
+        return given.pop() if given else None
+
+    return ask
+
+
+def _holder_sentence(project: Project, holder: dict[str, Any]) -> str:
+    who = (
+        f"session {holder['session']}"
+        if holder.get("session")
+        else str(holder.get("command") or "bmc")
+    )
+    since = f" since {holder['since']}" if holder.get("since") else ""
+    return (
+        f"{project.org}/{project.slug} is in use by {who} (process {holder.get('pid')}{since}): "
+        "this page can only read until it finishes."
+    )
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise UserError("the request was not understood (it must be JSON).") from None
+    if not isinstance(body, dict):
+        raise UserError("the request was not understood (it must be a JSON object).")
+    return body
+
+
+def _text(body: dict[str, Any], name: str, limit: int, *, required: bool = True) -> str:
+    value = body.get(name, "")
+    if not isinstance(value, str):
+        raise UserError(f"{name} must be text.")
+    value = value.strip()
+    if required and not value:
+        raise UserError(f"{name} is empty: fill it in.")
+    if len(value) > limit:
+        raise UserError(f"{name} is too long (at most {limit} characters).")
+    return value
+
+
+def _int(raw: str | None) -> int:
+    try:
+        return max(0, int(raw or 0))
+    except ValueError:
+        return 0
+
+
+async def _sse(
+    source: AsyncIterator[dict[str, Any]], disconnected: Callable[[], Awaitable[bool]]
+) -> AsyncIterator[bytes]:
+    yield b": connected\n\n"
+    async for event in source:
+        if await disconnected():
+            return
+        data = json.dumps(event, ensure_ascii=False)
+        yield f"id: {event['id']}\nevent: bmc\ndata: {data}\n\n".encode()
