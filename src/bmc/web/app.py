@@ -48,7 +48,9 @@ class ServeOptions:
     """What `bmc serve` was started with; a page's run options are added per run."""
 
     workspace: Path
-    client: Any = None  # tests and `bmc demo --serve` pass a client for the scripted model
+    client: Any = None  # tests pass a client for the scripted model
+    # `bmc demo --serve`: a client per skill, each pointed at that stage's scripted model.
+    clients: dict[str, Any] = field(default_factory=dict)
     skills_dir: Path | None = None
     demo_lines: dict[str, list[str]] = field(default_factory=dict)  # skill -> lines to offer
 
@@ -78,7 +80,7 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
             "engagements.html",
             engagements=views.engagements(options.workspace),
             workspace=str(options.workspace),
-            key_missing=not keys.have_key(options.client),
+            key_missing=not keys.have_key(options.client or options.clients or None),
         )
 
     async def init(request: Request) -> Response:
@@ -107,7 +109,7 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
             live=live,
             holder=None if live and live.running else live_holder(project),
             decisions=views.decisions(project),
-            key_missing=not keys.have_key(options.client),
+            key_missing=not keys.have_key(options.client or options.clients or None),
             demo_lines=options.demo_lines,
         )
 
@@ -134,7 +136,7 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
             found.append({"name": skill.name, "blocked": blocked, "what": skill.description})
         return found
 
-    def _run_options(body: dict[str, Any]) -> Any:
+    def _run_options(body: dict[str, Any], skill: str | None = None) -> Any:
         from bmc.engine.api import RunOptions, make_client
         from bmc.engine.loop import Limits
 
@@ -146,7 +148,11 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
         provider = str(body.get("provider") or "anthropic")
         if provider not in ("anthropic", "bedrock", "vertex"):
             raise UserError("the provider must be anthropic, bedrock or vertex.")
-        client = options.client or make_client(provider, api_key=keys.stored_key())
+        client = (
+            options.clients.get(skill or "")
+            or options.client
+            or make_client(provider, api_key=keys.stored_key())
+        )
         return RunOptions(
             model=(str(body.get("model") or "").strip() or None),
             skills_dir=options.skills_dir,
@@ -159,7 +165,7 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
     def _resume(project: Project, session_id: str | None, body: dict[str, Any]) -> Any:
         from bmc.engine import api
 
-        return api.resume(project, session_id, _run_options(body))
+        return api.resume(project, session_id, _run_options(body, _skill_of(project, session_id)))
 
     async def start(request: Request) -> Response:
         from bmc.engine import api
@@ -169,7 +175,7 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
         skill = _text(body, "skill", 100)
         opening = _text(body, "message", MAX_MESSAGE, required=False) or None
         _not_running(project)
-        hub.begin(project, lambda: api.start(project, skill, _run_options(body), opening))
+        hub.begin(project, lambda: api.start(project, skill, _run_options(body, skill), opening))
         return JSONResponse({"started": skill})
 
     async def resume(request: Request) -> Response:
@@ -179,6 +185,10 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
         _not_running(project)
         hub.begin(project, lambda: _resume(project, session_id, body))
         return JSONResponse({"resumed": session_id or "latest"})
+
+    def _skill_of(project: Project, session_id: str | None) -> str | None:
+        found = [s for s in views.sessions(project) if session_id in (None, s.id)]
+        return found[0].skill if found else None
 
     def _not_running(project: Project) -> None:
         live = hub.running(project)
@@ -382,6 +392,7 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
         Route("/p/{org}/{slug}/upload", _guarded(upload), methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
