@@ -501,11 +501,20 @@ def serve(workspace: str | None, port: int, host: str, no_browser: bool, new_tok
     help="Keep the demo's workspace here (a new or empty folder).",
 )
 @click.option("--yes", is_flag=True, help="Answer yes at every agreement prompt (unattended run).")
-def demo(workspace: str | None, yes: bool) -> None:
+@click.option("--serve", "in_browser", is_flag=True, help="Play it in the web workspace instead.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@click.option("--no-browser", is_flag=True, help="With --serve: print the link only.")
+def demo(workspace: str | None, yes: bool, in_browser: bool, port: int, no_browser: bool) -> None:
     """Play a scripted engagement on a sample client, offline, with no API key."""
-    from bmc.cli.demo import run_demo
+    from bmc.cli.demo import run_demo, serve_demo
 
-    run_demo(Path(workspace) if workspace else None, assume_yes=yes)
+    target = Path(workspace) if workspace else None
+    if in_browser:
+        if yes:
+            raise UserError("--yes answers in the terminal; with --serve you agree on the page.")
+        serve_demo(target, port=port, open_browser=not no_browser)
+        return
+    run_demo(target, assume_yes=yes)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -152,3 +152,36 @@ def _demo_consultant_name() -> Iterator[None]:
         yield
     finally:
         os.environ.pop("BMC_CONSULTANT", None)
+
+
+def serve_demo(target: Path | None, *, port: int, open_browser: bool) -> None:
+    """`bmc demo --serve`: the demo engagement in the web workspace. Each stage's scripted
+    model plays the assistant; the consultant's scripted lines are offered on the page to
+    send, and agreeing is the person's own click."""
+    import anthropic
+
+    from bmc.scripted import ScriptedModel
+    from bmc.web.app import ServeOptions
+    from bmc.web.server import serve
+
+    workspace = prepare_workspace(target)
+    models, clients, lines = [], {}, {}
+    try:
+        for skill, scenario_name in CHAIN:
+            path = data_dir("fixtures") / "scenarios" / scenario_name
+            scenario = json.loads(path.read_text("utf-8"))
+            model = ScriptedModel(scenario).start()
+            models.append(model)
+            clients[skill] = anthropic.Anthropic(
+                base_url=model.base_url, api_key="demo-no-key-needed", max_retries=4
+            )
+            # Answers at agreements are clicks on the page, not lines to send.
+            said = scenario.get("consultant", [])
+            lines[skill] = [line for line in said if not parse_answer(line, digest="").agreed]
+        options = ServeOptions(workspace=workspace, clients=clients, demo_lines=lines)
+        print(f"The demo's workspace is {workspace}")
+        with _demo_consultant_name():
+            serve(options, port=port, open_browser=open_browser)
+    finally:
+        for model in models:
+            model.stop()
