@@ -756,6 +756,10 @@ class _Handler(BaseHTTPRequestHandler):
             data = f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode()
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()
+            if payload.get("delta", {}).get("type") == "text_delta":
+                # When each word left, by the wall clock: what bench/bench_web.py compares
+                # with the moment a browser showed it.
+                self.server.scripted.text_sent_at.append(time.time())
         if answer.cut:
             self._abort()  # no terminating chunk: the client sees an incomplete body
             return
@@ -784,6 +788,7 @@ class ScriptedModel:
     ) -> None:
         self.scenario = _parse_scenario(scenario)
         self.requests: list[dict[str, Any]] = []
+        self.text_sent_at: list[float] = []  # wall-clock time of every text delta sent
         self.divergences: list[str] = []
         self.usages: list[dict[str, Any]] = []
         self.served_seconds = 0.0

@@ -21,6 +21,7 @@ from typing import Any
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -73,7 +74,12 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
     def project_of(request: Request) -> Project:
         # Threat: a path parameter naming another folder; `locate` checks both slugs
         # (letters, digits, hyphens) before any path is built from them.
-        return locate(options.workspace, request.path_params["org"], request.path_params["slug"])
+        try:
+            return locate(
+                options.workspace, request.path_params["org"], request.path_params["slug"]
+            )
+        except UserError as err:  # no such project (or no such name): a 404, any method
+            raise NotFound(str(err)) from None
 
     async def engagements(request: Request) -> Response:
         return page(
@@ -98,7 +104,10 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
         live = hub.get(project)
         if live is None or not live.running:
             live = _present_pending_agreement(project) or live
-        return page(
+        # Reading the documents and rendering take tens of milliseconds: off the event
+        # loop, so the page's script, styles and live events are not held up meanwhile.
+        return await run_in_threadpool(
+            page,
             "project.html",
             project=project,
             org_name=project.org_name(),
@@ -109,6 +118,7 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
             live=live,
             holder=None if live and live.running else live_holder(project),
             decisions=views.decisions(project),
+            documents=views.documents(project),
             key_missing=not keys.have_key(options.client or options.clients or None),
             demo_lines=options.demo_lines,
         )
@@ -242,7 +252,8 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
 
     async def documents_fragment(request: Request) -> Response:
         project = project_of(request)
-        return page("documents.html", project=project, documents=views.documents(project))
+        documents = await run_in_threadpool(views.documents, project)
+        return page("documents.html", project=project, documents=documents)
 
     async def state(request: Request) -> Response:
         project = project_of(request)
@@ -267,7 +278,7 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
         relative = wanted.get(request.path_params["which"])
         if relative is None:
             return _error(UserError("there is no such page: canvas or segments."), 404)
-        pages = dict(render_pages(project))
+        pages = dict(await run_in_threadpool(render_pages, project))
         if relative not in pages:
             raise PrerequisiteError(f"{relative} cannot be made yet: its document does not exist.")
         headers = {
@@ -403,6 +414,10 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
     return app
 
 
+class NotFound(UserError):
+    """What the address names does not exist (a project): 404, whatever the method."""
+
+
 def _guarded(
     route: Callable[[Request], Awaitable[Response]],
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -411,6 +426,8 @@ def _guarded(
     async def run(request: Request) -> Response:
         try:
             return await route(request)
+        except NotFound as err:
+            return _error(err, 404)
         except PrerequisiteError as err:
             return _error(err, 409)
         except BmcError as err:

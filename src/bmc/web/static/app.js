@@ -55,7 +55,8 @@ for (const form of document.querySelectorAll("form[data-action]")) {
 
 // --- a project ------------------------------------------------------------------------
 
-const root = document.getElementById("project");
+// The project page's root (the engagements page has a form field with the id "project").
+const root = document.querySelector("div#project[data-base]");
 if (root) project(root);
 
 function project(root) {
@@ -207,9 +208,12 @@ function project(root) {
 
   for (const button of document.querySelectorAll("button.start")) {
     button.addEventListener("click", async () => {
+      const opening = document.getElementById("opening");
       try {
+        await post(`${base}/start`, { skill: button.dataset.skill, message: opening.value, ...runOptions() });
         log.replaceChildren();
-        await post(`${base}/start`, { skill: button.dataset.skill, message: document.getElementById("opening").value, ...runOptions() });
+        if (opening.value.trim()) log.append(el("div", "msg consultant", opening.value.trim()));
+        opening.value = "";
         say(`${button.dataset.skill} started.`);
         connect();
       } catch (error) { say(error.message, true); }
@@ -219,8 +223,8 @@ function project(root) {
   for (const button of document.querySelectorAll("button.resume")) {
     button.addEventListener("click", async () => {
       try {
-        log.replaceChildren();
         await post(`${base}/resume`, { session: button.dataset.session, ...runOptions() });
+        log.replaceChildren();
         say(`Session ${button.dataset.session} resumed.`);
         connect();
       } catch (error) { say(error.message, true); }
@@ -270,6 +274,11 @@ function project(root) {
     const selected = holder.querySelector('[role="tab"][aria-selected="true"]');
     holder.innerHTML = await response.text(); // made by the server, escaped
     if (selected) selectTab(holder.querySelector(`[data-tab="${selected.dataset.tab}"]`));
+    wireDocuments();
+  }
+
+  function wireDocuments() {
+    const holder = document.getElementById("documents");
     for (const tab of holder.querySelectorAll('[role="tab"]')) tab.addEventListener("click", () => selectTab(tab));
     for (const button of holder.querySelectorAll("button[data-edit]")) button.addEventListener("click", () => edit(button.dataset.edit));
   }
@@ -312,6 +321,6 @@ function project(root) {
   });
   document.getElementById("editor-cancel").addEventListener("click", () => { document.getElementById("editor").hidden = true; });
 
-  loadDocuments();
+  wireDocuments(); // the panel came with the page; it is fetched again as documents change
   if (root.dataset.live === "yes") connect();
 }
