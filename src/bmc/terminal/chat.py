@@ -21,19 +21,7 @@ from rich.panel import Panel
 from rich.status import Status
 
 from bmc.engine import agreement
-from bmc.engine.events import (
-    AgreementRecorded,
-    AgreementRequested,
-    Notice,
-    ReplyDropped,
-    ReplyFinished,
-    ReplyStarted,
-    Stopped,
-    TextDelta,
-    ToolLine,
-    Usage,
-    WaitingForMessage,
-)
+from bmc.engine import events as ev
 from bmc.workspace.outcome import ToolOutcome
 
 if TYPE_CHECKING:
@@ -106,14 +94,14 @@ class TerminalDisplay:
         # soft_wrap: a command or path folded across lines cannot be copied.
         self.console.print(f"[yellow]{escape(text)}[/yellow]", soft_wrap=True)
 
-    def agreed(self, event: AgreementRecorded) -> None:
+    def agreed(self, event: ev.AgreementRecorded) -> None:
         self.console.print(
             f"[green]Agreed:[/green] {escape(event.gate)} written and recorded in decisions.md."
         )
         for gate in event.stale:
             self.console.print(f"{escape(gate)} is now stale: agree that stage again.")
 
-    def summary(self, usage: Usage) -> None:
+    def summary(self, usage: ev.Usage) -> None:
         self.console.print(f"[dim]{escape(usage.summary)}[/dim]")
 
     def _spin(self, label: str) -> None:
@@ -209,13 +197,13 @@ def drive(conversation: Conversation, display: TerminalDisplay, consultant: Cons
     """Show a conversation's events until it stops, answering with the consultant's words;
     re-raises what stopped it (a `BmcError` carries the exit code). Ctrl-C stops it, saved."""
     events = conversation.events()
-    last_usage: Usage | None = None
+    last_usage: ev.Usage | None = None
     while True:
         try:
             for event in events:
-                if isinstance(event, Usage):
+                if isinstance(event, ev.Usage):
                     last_usage = event
-                elif isinstance(event, Stopped):
+                elif isinstance(event, ev.Stopped):
                     display.reply_finished()
                     if last_usage is not None:
                         display.summary(last_usage)
@@ -230,27 +218,27 @@ def drive(conversation: Conversation, display: TerminalDisplay, consultant: Cons
 def _show(
     event: object, conversation: Conversation, display: TerminalDisplay, consultant: Consultant
 ) -> None:
-    if isinstance(event, TextDelta):
+    if isinstance(event, ev.TextDelta):
         display.text(event.text)
-    elif isinstance(event, ReplyStarted):
+    elif isinstance(event, ev.ReplyStarted):
         display.reply_started()
-    elif isinstance(event, ReplyFinished):
+    elif isinstance(event, ev.ReplyFinished):
         display.reply_finished()
-    elif isinstance(event, ReplyDropped):
+    elif isinstance(event, ev.ReplyDropped):
         display.reply_dropped(event.reason)
-    elif isinstance(event, ToolLine):
+    elif isinstance(event, ev.ToolLine):
         display.tool(event.name, event.summary, ToolOutcome(event.text, event.is_error))
-    elif isinstance(event, Notice):
+    elif isinstance(event, ev.Notice):
         display.notice(event.text)
-    elif isinstance(event, AgreementRecorded):
+    elif isinstance(event, ev.AgreementRecorded):
         display.agreed(event)
-    elif isinstance(event, WaitingForMessage):
+    elif isinstance(event, ev.WaitingForMessage):
         text = consultant.next_message()
         if text is None:
             conversation.stop()
         else:
             conversation.send(text)
-    elif isinstance(event, AgreementRequested):
+    elif isinstance(event, ev.AgreementRequested):
         answer = ask_agreement(display, consultant, event)
         if answer is None:
             conversation.stop()
@@ -261,7 +249,7 @@ def _show(
 def ask_agreement(
     display: TerminalDisplay,
     consultant: Consultant,
-    request: AgreementRequested,
+    request: ev.AgreementRequested,
     prompt: str = PROMPT,
 ) -> agreement.Answer | None:
     """Show what is to be agreed and read the answer (None: no answer, end of input)."""
@@ -275,7 +263,7 @@ def ask_agreement(
     return None if text is None else agreement.parse_answer(text, request.digest)
 
 
-def show_proposal(console: Console, request: AgreementRequested) -> None:
+def show_proposal(console: Console, request: ev.AgreementRequested) -> None:
     # Item names and scope come from the document and the model: escaped, so text like
     # `[/bold]` cannot crash the panel and `[white on white]` cannot hide words from the
     # person who is about to agree them.
