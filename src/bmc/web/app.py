@@ -12,6 +12,7 @@ a 4xx status, from the same `BmcError` sentences the commands print.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -354,15 +355,20 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
         contact = _text(body, "contact", 200, required=False)
         if hub.running(project) is not None:
             raise UserError("a session is running in this project: agree in its chat.")
-        result = agreement.agree_outside(
-            project,
-            stage,
-            scope=_text(body, "scope", 2000, required=False),
-            consultant=agreement.consultant_name(_text(body, "as", 200, required=False) or None),
-            ask=_one_answer(agreement.Answer(True, digest, contact=contact)),
-            notify=lambda _text: None,
-        )
-        if isinstance(result, agreement.Changed):
+        try:
+            result: agreement.Result | None = agreement.agree_outside(
+                project,
+                stage,
+                scope=_text(body, "scope", 2000, required=False),
+                consultant=agreement.consultant_name(
+                    _text(body, "as", 200, required=False) or None
+                ),
+                ask=_one_answer(agreement.Answer(True, digest, contact=contact)),
+                notify=lambda _text: None,
+            )
+        except agreement.Unanswered:  # the click's digest was not the document's: asked again
+            result = None
+        if result is None or isinstance(result, agreement.Changed):
             raise UserError(
                 f"{stage.document} changed since it was shown: nothing was agreed; look again."
             )
@@ -407,7 +413,9 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
-        hub.stop_all()  # each running session saves itself, resumable
+        # Each running session saves itself, resumable; waited for (off the event loop,
+        # which still relays their last events) so the process does not end mid-save.
+        await asyncio.to_thread(hub.stop_all)
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.hub = hub

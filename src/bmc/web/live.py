@@ -15,10 +15,12 @@ import contextlib
 import dataclasses
 import itertools
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from bmc.engine import agreement, events
+from bmc.errors import UserError
 from bmc.workspace.paths import Project
 
 Key = tuple[str, str]
@@ -86,13 +88,37 @@ class Live:
         return self.state != "stopped"
 
     def send(self, text: str) -> None:
-        self.conversation.send(text)
+        """The consultant's message, once per hand-back: a second click on Send before the
+        assistant answers is refused, not queued to be read as the answer to a later
+        question (the next hand-back, or an agreement as feedback)."""
+        with self._guard:
+            if self.state == "agreement":
+                raise UserError(
+                    "an agreement is waiting for your answer: use Agree or Send feedback."
+                )
+            if self.state != "message":
+                raise UserError("the assistant is still working: wait for it to hand back to you.")
+            self.conversation.send(text)
+            self.state = "working"
 
     def answer(self, reply: agreement.Answer) -> None:
-        self.conversation.answer(reply)
+        """A person's answer, once per agreement shown: a double click on Agree is refused
+        in one sentence and nothing is recorded twice."""
+        with self._guard:
+            if self.state != "agreement":
+                raise UserError(
+                    "no agreement is waiting for an answer (it was answered already): "
+                    "nothing more was done."
+                )
+            self.conversation.answer(reply)
+            self.state = "working"
 
     def stop(self) -> None:
         self.conversation.stop()
+
+    def join(self, timeout: float) -> None:
+        """Wait until the conversation has ended and its last event is published."""
+        self._pump.join(timeout)
 
     # --- the pump ---------------------------------------------------------------------------
 
@@ -107,8 +133,8 @@ class Live:
 
     def _publish(self, event: events.Event) -> None:
         data = {"type": type(event).__name__, **dataclasses.asdict(event)}
-        self._note(event, data)
-        with self._guard:
+        with self._guard:  # the state changes with the log, as `send` and `answer` read it
+            self._note(event, data)
             data["id"] = next(self._ids)
             self.log.append(data)
             listeners = list(self._listeners)
@@ -170,9 +196,14 @@ class Hub:
             self._live[key_of(project)] = live
             return live
 
-    def stop_all(self) -> None:
+    def stop_all(self, wait: float = 10.0) -> None:
+        """Stop every running conversation and wait (up to `wait` seconds in all) for each to
+        save itself: the server's process may end as soon as this returns."""
         with self._guard:
             lives = list(self._live.values())
         for live in lives:
             if live.running:
                 live.stop()
+        deadline = time.monotonic() + wait
+        for live in lives:
+            live.join(max(0.0, deadline - time.monotonic()))
