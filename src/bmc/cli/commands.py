@@ -297,7 +297,11 @@ def _print_table(headers: list[str], rows: list[list[Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(*headers)
+    table = Table()
+    for header in headers:
+        # Folded, never cut with an ellipsis: a document's path is how the person (or a
+        # model reading the output) finds the file a problem belongs to.
+        table.add_column(header, overflow="fold")
     for row in rows:
         table.add_row(*(str(cell) for cell in row))
     Console(highlight=False).print(table)
