@@ -1,11 +1,11 @@
-"""How well a bmc session uses the prompt cache, what the runner costs per turn, and how it
-compares with other ways of driving the same conversation. Writes bench/results.md.
+"""How well a bmc session uses the prompt cache, what bmc costs per turn, and how it compares
+with other ways of driving the same conversation. Writes bench/results.md.
 
 Everything runs against the scripted model (`bmc.scripted.ScriptedModel`) on loopback, in
-this process; each client (bmc's runner, or another loop) runs in a child process, so its
-timings and its memory are its own. Scenarios are generated here: in a session of N turns,
-turn k writes a note about the resource read at turn k-1 and reads resource k (realistic
-markdown of a few KB), and the last turn ends with text.
+this process; each client (bmc, or another loop) runs in a child process, so its timings and
+its memory are its own. Scenarios are generated here: the read session is N requests of one
+`read` each; in the write session, turn k writes a note about the resource read at turn k-1
+and reads resource k (realistic markdown of a few KB); the last turn ends with text.
 
 Measured:
 
@@ -13,21 +13,24 @@ Measured:
   (their common prefix, counted block by block as the scripted model counts), the share read
   from the cache; and the billed-token equivalent (input 1x, cache writes 1.25x, cache reads
   0.1x) against the same requests with caching off (every input token at 1x);
-- runner overhead per turn: from the scripted model's side, the gap between the end of one
-  answer and the arrival of the next request (client-side time only: parsing the reply,
-  running tools, journaling, building and sending the next request); 10, 50 and 200 turns;
-  peak memory (VmHWM) of the client process;
-- the same session driven by a bare streaming SDK loop (the floor), pydantic-ai's Anthropic
-  model (defaults; cache settings on) and the SDK's beta tool runner (`thread=False`, without
-  and with automatic `cache_control`): per-turn time and cache efficiency as ratios to the
-  bare loop, all from one run, rounds interleaved so background load hits them alike;
+- per-turn time, the target: on the 100-turn read session, bmc (as `bmc run` drives it) against
+  a bare streaming SDK loop with bmc's own system prompt, tools and tool results, in
+  alternating rounds; per turn is the gap at the scripted model between the end of one answer
+  and the arrival of the next request (the client's time alone);
+- the write session driven by bmc, the bare loop, pydantic-ai's Anthropic model (defaults;
+  cache settings on) and the SDK's beta tool runner (`thread=False`, without and with
+  automatic `cache_control`), as ratios to the bare loop, with the share of bmc's ratio that
+  is its document writes' own fsyncs;
+- bmc alone on write sessions of 10, 50 and 200 turns: per-turn time, peak memory (VmHWM);
 - context bounds: the largest request of a session that pages and greps a 1.5 MB resource,
   and of a 200-turn session that reads a lot, with what each clearing of old tool results
   costs the cache;
-- start-up: `bmc --help` and `bmc status` wall time (subprocess, median of several runs).
+- start-up: `bmc --help` and `bmc status` wall time (subprocess, median of several runs);
+- with --profile-dump: bmc and the bare loop on the read session under cProfile, compared
+  area by area.
 
-Run:   python bench/bench_session.py            (a few minutes; writes bench/results.md)
-       python bench/bench_session.py --profile-dump FILE  (adds a cProfile run of bmc)
+Run:   python bench/bench_session.py            (5-8 minutes; writes bench/results.md)
+       python bench/bench_session.py --profile-dump FILE  (adds the profile section)
 Optional comparisons need `pip install -r bench/requirements.txt`; without them their rows
 say so.
 """
@@ -246,6 +249,38 @@ def reading_session(
             step["expect"] = {"tool_results": expect}
         steps.append(step)
     return Session(f"reading-{n_turns}", files, steps)
+
+
+def read_only_session(
+    n_turns: int, *, seed: int = 7, resource_bytes: tuple[int, int] = (2500, 5000)
+) -> Session:
+    """N requests of single `read` calls and nothing else: turn k reads resource k, the last
+    turn ends with text. No document is written, so no fsync but the journal's is bmc's
+    own: this is the session the per-turn target is measured on. Each step checks the read
+    it answers."""
+    rng = random.Random(seed)
+    files: dict[str, str] = {}
+    titles: dict[int, str] = {}
+    for k in range(1, n_turns):
+        titles[k] = f"Source {k:03d}: {rng.choice(SOURCES)} on {rng.choice(SEGMENTS)}"
+        files[f"resources/source-{k:03d}.md"] = research_doc(
+            rng, titles[k], rng.randint(*resource_bytes)
+        )
+    steps: list[dict[str, Any]] = []
+    for k in range(1, n_turns + 1):
+        if k == n_turns:
+            content = [_text("Every source is read.")]
+        else:
+            content = [
+                _text(f"Reading source {k:03d}."),
+                _call(f"toolu_read_{k:03d}", "read", file_path=f"resources/source-{k:03d}.md"),
+            ]
+        step: dict[str, Any] = {"reply": {"content": content}}
+        if k > 1:
+            read = {"is_error": False, "contains": titles[k - 1]}
+            step["expect"] = {"tool_results": {f"toolu_read_{k - 1:03d}": read}}
+        steps.append(step)
+    return Session(f"reads-{n_turns}", files, steps)
 
 
 def paging_session(megabytes: float = 1.5, seed: int = 11) -> Session:
@@ -561,6 +596,7 @@ class Run:
     child: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     launched: float = 0.0  # perf_counter just before the child process was started
+    order: int = 0  # its place in its round of `compare_loops`
     _cache: CacheStats | None = field(default=None, repr=False)
 
     @property
@@ -710,13 +746,11 @@ class _Quiet:
 
 
 def child_bmc(spec: dict[str, Any]) -> str:
-    """The real runner, as `bmc run` drives it: session journal, lock, toolbox, validator,
+    """The real engine, as `bmc run` drives it: session journal, lock, toolbox, validator,
     display (to /dev/null, as when piped)."""
     import anthropic
     from rich.console import Console
 
-    from bmc import runner
-    from bmc.engine.session import ProjectLock
     from bmc.terminal.chat import TerminalDisplay
     from bmc.workspace.paths import locate
 
@@ -727,70 +761,124 @@ def child_bmc(spec: dict[str, Any]) -> str:
         max_retries=4,
         timeout=anthropic.Timeout(120.0, connect=10.0),
     )
-    _instrument()
+    _instrument(timers=_PROFILER is None)
     with open(os.devnull, "w", encoding="utf-8") as sink:
         display = TerminalDisplay(Console(file=sink, highlight=False))
         _mark("before")
-        with ProjectLock(project).hold("bench"):
-            session = runner.start(
-                project, SKILL, runner.RunOptions(client=client), display, _Quiet()
-            )
-    return session.status
+        return run_bmc_session(project, client, display)
+
+
+def run_bmc_session(project: Any, client: Any, display: Any) -> str:
+    """bmc's whole session, as `bmc run` drives it piped: the engine on its worker thread
+    (which takes the project's lock), its events shown by the terminal surface. The one
+    place the bench calls bmc's run API: adapt it here when that API changes. Returns the
+    session's last status."""
+    from bmc.engine.api import RunOptions
+    from bmc.engine.loop import Limits
+    from bmc.terminal import chat
+
+    # One default is lifted, as pydantic-ai's request_limit is: bmc stops a model that works
+    # 60 turns without handing back to the consultant, and these sessions run 100 or 200.
+    options = RunOptions(client=client, limits=Limits(turns_per_message=10_000))
+    session = chat.start(project, SKILL, options, display, _Quiet())
+    return session.status if session else "no session"
+
+
+def child_bmc_inline(spec: dict[str, Any]) -> str:
+    """A diagnostic, not a way to run bmc: the same engine, its conversation run on the
+    calling thread instead of a worker, and its events left unread (nothing is shown). Set
+    against `child_bmc`, it prices the worker thread and the event hand-off to the surface.
+    Uses the engine's private `begin`/`_work`/`_inbox`; where they change, its row says so."""
+    import anthropic
+
+    from bmc.engine import api
+    from bmc.engine.loop import Limits
+    from bmc.workspace.paths import locate
+
+    def inline(self: Any, setup: Any) -> None:
+        self._inbox.put(("stop", None))  # end of input, as `_Quiet` gives
+        self._work(setup)
+
+    api.Conversation.begin = inline  # type: ignore[method-assign]
+    project = locate(Path(spec["workspace"]), ORG, PROJECT)
+    client = anthropic.Anthropic(base_url=spec["base_url"], api_key="bench", max_retries=4)
+    _instrument(timers=_PROFILER is None)
+    _mark("before")
+    options = api.RunOptions(client=client, limits=Limits(turns_per_message=10_000))
+    conversation = api.start(project, SKILL, options)
+    conversation.wait()
+    return conversation.session.status if conversation.session else "no session"
 
 
 # Timed in every bmc run: (label, module, class or None, function). Nested rows (indented)
-# are also inside the row above them.
+# are also inside the row above them. A function a bmc version does not have is skipped.
+JOURNAL, TOOLS, CONFINE = "bmc.engine.journal", "bmc.workspace.tools", "bmc.workspace.confine"
+CHAT, LOOP, RULES = "bmc.terminal.chat", "bmc.engine.loop", "bmc.engine.conversation"
 INSTRUMENTED = [
-    ("journal: Journal.append", "bmc.engine.journal", "Journal", "append"),
-    ("tools: Toolbox.run", "bmc.workspace.tools", "Toolbox", "run"),
-    ("  path checks: Confinement.resolve", "bmc.workspace.confine", "Confinement", "resolve"),
-    (
-        "  atomic_write (file fsync, rename, folder fsync)",
-        "bmc.workspace.tools",
-        None,
-        "atomic_write",
-    ),
-    ("display: TerminalDisplay.tool", "bmc.terminal.chat", "TerminalDisplay", "tool"),
-    ("display: TerminalDisplay.text", "bmc.terminal.chat", "TerminalDisplay", "text"),
-    (
-        "estimate_tokens (json.dumps of the conversation)",
-        "bmc.engine.loop",
-        None,
-        "estimate_tokens",
-    ),
-    ("tool_definitions (a deep copy per request)", "bmc.engine.loop", "Agent", "tool_definitions"),
-    ("with_cache_breakpoints", "bmc.engine.loop", None, "with_cache_breakpoints"),
-    ("os.fsync, all callers (journal and atomic_write above)", "os", None, "fsync"),
+    ("journal: Journal.append (one write per record)", JOURNAL, "Journal", "append"),
+    ("journal: Journal.commit (group commit)", JOURNAL, "Journal", "commit"),
+    ("tools: Toolbox.run", TOOLS, "Toolbox", "run"),
+    ("  path checks: Confinement.resolve", CONFINE, "Confinement", "resolve"),
+    ("  atomic_write (file fsync, rename, folder fsync)", TOOLS, None, "atomic_write"),
+    ("display: TerminalDisplay.tool", CHAT, "TerminalDisplay", "tool"),
+    ("display: TerminalDisplay.text", CHAT, "TerminalDisplay", "text"),
+    ("context size estimate (SizeMemo.estimate)", RULES, "SizeMemo", "estimate"),
+    ("tool_definitions (a deep copy per request)", LOOP, "Agent", "tool_definitions"),
+    # The loop imports it by name: timed where the loop looks it up.
+    ("with_cache_breakpoints", LOOP, None, "with_cache_breakpoints"),
+    ("os.fsync, all callers", "os", None, "fsync"),
 ]
 FSYNC_LABEL = INSTRUMENTED[-1][0]
-PATH_LABEL = INSTRUMENTED[2][0]
+PATH_LABEL = INSTRUMENTED[3][0]
+ATOMIC_LABEL = INSTRUMENTED[4][0]
+COMMIT_LABEL = INSTRUMENTED[1][0]
+# os.fsync calls split by the instrumented caller they ran inside.
+FSYNC_IN_WRITE = "  fsync in a document write (atomic_write)"
+FSYNC_IN_JOURNAL = "  fsync in the journal's commit"
+FSYNC_BY_CALLER = {ATOMIC_LABEL: FSYNC_IN_WRITE, COMMIT_LABEL: FSYNC_IN_JOURNAL}
 _TIMINGS: dict[str, list[float]] = {}
+_ACTIVE: list[str] = []  # the instrumented calls under way, innermost last
+_TIMED: list[str] = []  # the INSTRUMENTED labels this bmc has (the others are skipped)
 
 
-def _instrument() -> None:
+def _instrument(timers: bool) -> None:
     """Wrap the INSTRUMENTED functions with timers (about a microsecond a call, unlike a
     profiler). Counting starts with the second request, so the first turn's one-off
-    warm-up stays out, as it does in the per-turn figures."""
+    warm-up stays out, as it does in the per-turn figures; so does the profiler, when the
+    run is profiled (and then the timers stay out of its way)."""
     import importlib
 
     from bmc.engine.loop import Agent
 
+    def add(label: str, seconds: float) -> None:
+        entry = _TIMINGS.setdefault(label, [0.0, 0])
+        entry[0] += seconds
+        entry[1] += 1
+
     def timed(label: str, function: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
+            _ACTIVE.append(label)
             try:
                 return function(*args, **kwargs)
             finally:
-                entry = _TIMINGS.setdefault(label, [0.0, 0])
-                entry[0] += time.perf_counter() - started
-                entry[1] += 1
+                _ACTIVE.pop()
+                seconds = time.perf_counter() - started
+                add(label, seconds)
+                if label == FSYNC_LABEL:
+                    caller = next((FSYNC_BY_CALLER[a] for a in _ACTIVE if a in FSYNC_BY_CALLER), "")
+                    if caller:
+                        add(caller, seconds)
 
         return wrapper
 
-    for label, module_name, owner_name, name in INSTRUMENTED:
+    for label, module_name, owner_name, name in INSTRUMENTED if timers else []:
         module = importlib.import_module(module_name)
-        owner = getattr(module, owner_name) if owner_name else module
+        owner = getattr(module, owner_name, None) if owner_name else module
+        if owner is None or not hasattr(owner, name):
+            continue
         setattr(owner, name, timed(label, getattr(owner, name)))
+        _TIMED.append(label)
     query = Agent._query
     queries = [0]
 
@@ -798,9 +886,30 @@ def _instrument() -> None:
         queries[0] += 1
         if queries[0] == 2:
             _TIMINGS.clear()
+            if _PROFILER is not None:
+                _PROFILER.enable()  # on the thread that runs the loop (the engine's worker)
         return query(self, *args, **kwargs)
 
     Agent._query = counting_query  # type: ignore[method-assign]
+    if _PROFILER is not None:
+        _profile_the_surface_too()
+
+
+def _profile_the_surface_too() -> None:
+    """The terminal surface shows the engine's events on the main thread; a profiler covers
+    one thread, so a second one starts there with the second reply."""
+    from bmc.terminal.chat import TerminalDisplay
+
+    started = TerminalDisplay.reply_started
+    replies = [0]
+
+    def counting(self: Any) -> None:
+        replies[0] += 1
+        if replies[0] == 2 and _SURFACE_PROFILER is not None:
+            _SURFACE_PROFILER.enable()
+        started(self)
+
+    TerminalDisplay.reply_started = counting  # type: ignore[method-assign]
 
 
 def child_bare(spec: dict[str, Any]) -> str:
@@ -815,6 +924,8 @@ def child_bare(spec: dict[str, Any]) -> str:
     messages: list[dict[str, Any]] = [{"role": "user", "content": [_text(spec["opening"])]}]
     _mark("before")
     while True:
+        if len(messages) == 3 and _PROFILER is not None:
+            _PROFILER.enable()  # from the second request on, as bmc's run is profiled
         last = messages[-1]
         marked = {
             **last,
@@ -925,6 +1036,7 @@ def child_tool_runner(spec: dict[str, Any], cached: bool) -> str:
 
 CLIENTS: dict[str, Callable[[dict[str, Any]], str]] = {
     "bmc": child_bmc,
+    "bmc-inline": child_bmc_inline,
     "bare": child_bare,
     "pydantic-ai": lambda spec: child_pydantic_ai(spec, cached=False),
     "pydantic-ai+cache": lambda spec: child_pydantic_ai(spec, cached=True),
@@ -933,7 +1045,8 @@ CLIENTS: dict[str, Callable[[dict[str, Any]], str]] = {
 }
 LABELS = {
     "bare": "bare streaming SDK loop (floor)",
-    "bmc": "bmc runner (`bmc.runner.start`)",
+    "bmc": "bmc (`chat.start`: the engine, as `bmc run` drives it)",
+    "bmc-inline": "diagnostic: bmc's engine on one thread, events unread",
     "pydantic-ai": "pydantic-ai, defaults (request_limit lifted)",
     "pydantic-ai+cache": "pydantic-ai, cache settings on",
     "tool_runner": "SDK tool_runner, thread=False",
@@ -942,22 +1055,37 @@ LABELS = {
 _MARKS: dict[str, float] = {}
 
 
+def _dump_profiles(path: str) -> None:
+    import pstats
+
+    profiles = [p for p in (_PROFILER, _SURFACE_PROFILER) if p is not None and p.getstats()]
+    if profiles:
+        pstats.Stats(*profiles).dump_stats(path)  # type: ignore[arg-type]
+
+
 def _mark(name: str) -> None:
     _MARKS[name] = time.perf_counter()
     _MARKS[name + "_rss_kb"] = _memory_kb("VmRSS")
 
 
+# A run under cProfile (--profile-dump): the loop's thread, and bmc's main thread apart.
+_PROFILER: cProfile.Profile | None = None
+_SURFACE_PROFILER: cProfile.Profile | None = None
+
+
 def child_main() -> int:
+    global _PROFILER, _SURFACE_PROFILER
     spec = json.loads(sys.stdin.read())
     result: dict[str, Any] = {}
-    profiler = cProfile.Profile() if spec.get("profile_dump") else None
+    if spec.get("profile_dump"):
+        _PROFILER = cProfile.Profile()  # enabled at the second request (`_instrument`)
+        _SURFACE_PROFILER = cProfile.Profile()
     try:
-        if profiler:
-            profiler.enable()
         result["stop"] = CLIENTS[spec["kind"]](spec)
-        if profiler:
-            profiler.disable()
-            profiler.dump_stats(spec["profile_dump"])
+        if _PROFILER is not None and _SURFACE_PROFILER is not None:
+            _PROFILER.disable()
+            _SURFACE_PROFILER.disable()
+            _dump_profiles(spec["profile_dump"])
     except ImportError as exc:
         result["error"] = f"not installed ({exc.name}): pip install -r bench/requirements.txt"
     except Exception as exc:
@@ -965,6 +1093,7 @@ def child_main() -> int:
     result.update(_MARKS)
     if _TIMINGS:
         result["timings"] = _TIMINGS
+        result["timed"] = _TIMED
     result["ended"] = time.perf_counter()
     result["peak_rss_kb"] = _memory_kb("VmHWM")
     print(json.dumps(result))
@@ -1141,18 +1270,22 @@ def _same_content(run: Run, reference: Run) -> str:
     return "same"
 
 
-def compare_loops(session: Session, rounds: int) -> dict[str, list[Run]]:
-    """Every loop on the same session, `rounds` times, interleaved so that background load
-    falls on all of them alike. bmc goes first: the others take its prompt and tools."""
-    runs: dict[str, list[Run]] = {kind: [] for kind in CLIENTS}
+def compare_loops(session: Session, rounds: int, kinds: tuple[str, ...]) -> dict[str, list[Run]]:
+    """The loops `kinds` on the same session, `rounds` times, interleaved so that background
+    load falls on all of them alike, and in reverse order every other round so that none
+    always runs right after another. bmc goes first once: the others take its prompt and
+    tools."""
+    runs: dict[str, list[Run]] = {kind: [] for kind in kinds}
     spec: dict[str, Any] | None = None
-    for _ in range(rounds):
-        for kind in CLIENTS:
+    for number in range(rounds):
+        order = list(kinds) if number % 2 == 0 or spec is None else list(reversed(kinds))
+        for kind in order:
             if kind != "bmc" and spec is None:
                 continue
             if runs[kind] and runs[kind][-1].error and "not installed" in runs[kind][-1].error:
                 continue
             run = run_client(kind, session, spec)
+            run.order = order.index(kind)
             runs[kind].append(run)
             print(f"  {kind}: {run.error or 'ok'}", file=sys.stderr, flush=True)
             if kind == "bmc" and spec is None and not run.error:
@@ -1160,34 +1293,24 @@ def compare_loops(session: Session, rounds: int) -> dict[str, list[Run]]:
     return runs
 
 
-def section_cache(say: Report, run: Run) -> None:
-    stats = run.cache()
-    met = stats.efficiency >= TARGET_EFFICIENCY
-    say("## 1. Prompt-cache efficiency, 100-turn session, default settings")
+def section_cache(say: Report, sessions: list[tuple[str, Run]]) -> None:
+    say("## 1. Prompt-cache efficiency, 100-turn sessions, default settings")
     say()
     say(
-        "Each turn writes a note on the resource read the turn before and reads the next one "
-        "(resources 2.5-5 KB, notes 0.6-1.2 KB). *Repeated* is the common prefix of each "
-        "request with the request before it; *efficiency* is the share of it read from the "
-        "cache. Billed-token equivalent: input 1x, cache writes 1.25x, cache reads 0.1x; "
-        "caching off bills every input token at 1x (the same requests without breakpoints)."
+        "The write session: each turn writes a note on the resource read the turn before and "
+        "reads the next one (resources 2.5-5 KB, notes 0.6-1.2 KB). The read session: one "
+        "`read` per turn. *Repeated* is the common prefix of each request with the request "
+        "before it; *efficiency* is the share of it read from the cache. Billed-token "
+        "equivalent: input 1x, cache writes 1.25x, cache reads 0.1x; caching off bills every "
+        "input token at 1x (the same requests without breakpoints)."
     )
     say()
-    say.table(
-        [
-            "requests",
-            "input tokens (all requests)",
-            "repeated",
-            "read from cache",
-            "written",
-            "uncached",
-            "efficiency",
-            "billed, cached",
-            "billed, caching off",
-            "cached / off",
-        ],
-        [
+    rows = []
+    for label, run in sessions:
+        stats = run.cache()
+        rows.append(
             [
+                label,
                 stats.requests,
                 _k(stats.total),
                 _k(stats.repeated),
@@ -1199,18 +1322,196 @@ def section_cache(say: Report, run: Run) -> None:
                 _k(stats.billed_off),
                 f"{stats.billed_cached / stats.billed_off:.3f}",
             ]
+        )
+    say.table(
+        [
+            "session",
+            "requests",
+            "input tokens (all requests)",
+            "repeated",
+            "read from cache",
+            "written",
+            "uncached",
+            "efficiency",
+            "billed, cached",
+            "billed, caching off",
+            "cached / off",
         ],
+        rows,
     )
+    worst = min(run.cache().efficiency for _, run in sessions)
+    met = worst >= TARGET_EFFICIENCY
     say(
-        f"Target: at least {TARGET_EFFICIENCY:.0%}: **{'met' if met else 'missed'}**. "
-        f"Largest request: {_k(stats.largest)} tokens (request {stats.largest_at}); "
-        f"clearings: {len(stats.clearings)}."
+        f"Target: at least {TARGET_EFFICIENCY:.0%} on each: **{'met' if met else 'missed'}**. "
+        + "; ".join(
+            f"{label}: largest request {_k(run.cache().largest)} tokens (request "
+            f"{run.cache().largest_at}), {len(run.cache().clearings)} clearings"
+            for label, run in sessions
+        )
+        + "."
     )
     say()
 
 
+def _pooled(runs: list[Run]) -> list[float]:
+    return [g for r in runs if not r.error for g in r.gaps_ms]
+
+
+def _round_ratios(bmc: list[Run], bare: list[Run]) -> list[float]:
+    """bmc's median over the bare loop's, for each round both finished."""
+    return [
+        percentile(m.gaps_ms, 0.5) / percentile(b.gaps_ms, 0.5)
+        for m, b in zip(bmc, bare, strict=False)
+        if not (m.error or b.error)
+    ]
+
+
+READ_LOOPS = ("bmc", "bare", "bmc-inline")
+WRITE_LOOPS = tuple(kind for kind in CLIENTS if kind != "bmc-inline")
+
+
+def _median_ms(run: Run) -> str:
+    return run.error or _ms(run.gaps_ms, 0.5)
+
+
+def section_read(say: Report, runs: dict[str, list[Run]], rounds: int) -> None:
+    """The target: bmc's turn against the bare loop's on a session of single reads."""
+    say("## 2. Per-turn time: 100 single reads, bmc against a bare streaming SDK loop")
+    say()
+    say(
+        "The read session: 100 requests, each answering one `read` of a 2.5-5 KB resource, no "
+        "document written. Per turn is the median gap at the scripted model between the end "
+        "of one answer and the arrival of the next request (the client's time alone); the "
+        "first gap (one-off warm-up) is left out. The bare loop is a hand-written streaming "
+        "SDK loop sending bmc's own system prompt, tool definitions and first message (taken "
+        "from bmc's first request) with the same tool results (*content* checks it). "
+        f"{rounds} rounds, the loops one after another, the order reversed every other round. "
+        "The third column is a diagnostic, not a way bmc runs: the same engine with its "
+        "conversation on the calling thread and its events left unread, which prices the "
+        "worker thread and the hand-off of every event to the terminal."
+    )
+    say()
+    bmc, bare, inline = runs["bmc"], runs["bare"], runs.get("bmc-inline", [])
+    ratios = _round_ratios(bmc, bare)
+    headers = ["round", "bmc ms", "bare ms", "engine on one thread ms", "bmc / bare"]
+    rows = []
+    for number, (m, b) in enumerate(zip(bmc, bare, strict=False), 1):
+        one = inline[number - 1] if number <= len(inline) else None
+        ratio = (
+            ""
+            if m.error or b.error
+            else f"{percentile(m.gaps_ms, 0.5) / percentile(b.gaps_ms, 0.5):.2f}x"
+        )
+        first = "bmc" if m.order < b.order else "bare"
+        rows.append(
+            [
+                f"{number} ({first} first)",
+                _median_ms(m),
+                _median_ms(b),
+                _median_ms(one) if one else "-",
+                ratio,
+            ]
+        )
+    mine, base, single = _pooled(bmc), _pooled(bare), _pooled(inline)
+    if not (mine and base and ratios):
+        say.table(headers, rows)
+        say("bmc or the bare loop failed in every round: no ratio.")
+        say()
+        return
+    pooled = percentile(mine, 0.5) / percentile(base, 0.5)
+    rows.append(
+        [
+            "all rounds pooled",
+            _ms(mine, 0.5),
+            _ms(base, 0.5),
+            _ms(single, 0.5) if single else "-",
+            f"**{pooled:.2f}x**",
+        ]
+    )
+    say.table(headers, rows)
+    reference = next(r for r in bmc if not r.error)
+    content = _same_content(next(r for r in bare if not r.error), reference)
+    say(
+        f"Round by round the ratio's median is **{statistics.median(ratios):.2f}x**, from "
+        f"{min(ratios):.2f}x to {max(ratios):.2f}x over {len(ratios)} rounds; p95 of the pooled "
+        f"turns: bmc {_ms(mine, 0.95)} ms, bare {_ms(base, 0.95)} ms. Content of the bare "
+        f"loop's requests against bmc's: {content}. Cache efficiency: bmc "
+        f"{reference.cache().efficiency:.2%}, bare loop "
+        f"{next(r for r in bare if not r.error).cache().efficiency:.2%}."
+    )
+    say()
+    verdict = "met" if statistics.median(ratios) <= TARGET_RATIO else "missed"
+    say(
+        f"Target: bmc's per-turn median at most {TARGET_RATIO}x the bare loop's: **{verdict}** "
+        f"(median of the round ratios {statistics.median(ratios):.2f}x; pooled "
+        f"{pooled:.2f}x, {percentile(mine, 0.5):.2f} ms against {percentile(base, 0.5):.2f} ms)."
+    )
+    say()
+    per_turn = section_timers(say, bmc)
+    extra = percentile(mine, 0.5) - percentile(base, 0.5)
+    own = sum(per_turn[label] for label in _top_labels())
+    fsync, paths = per_turn[FSYNC_IN_JOURNAL], per_turn[PATH_LABEL]
+    threads = ""
+    if single:
+        hop = percentile(mine, 0.5) - percentile(single, 0.5)
+        threads = (
+            f" The engine on one thread takes {percentile(single, 0.5):.2f} ms a turn, so the "
+            + (
+                f"worker thread and the events it hands to the terminal come to about "
+                f"{hop:.2f} ms of bmc's turn."
+                if hop >= 0.1
+                else "worker thread and the events it hands to the terminal cost nothing this "
+                f"bench can tell apart from the noise ({hop:+.2f} ms)."
+            )
+        )
+    say(
+        f"bmc's median turn is {extra:.2f} ms longer than the bare loop's, and its own timed "
+        f"work comes to {own:.2f} ms per turn on average. Of that, the journal's one fsync per "
+        f"request is {fsync:.2f} ms, and the path checks of the `read` {paths:.2f} ms; the "
+        f"{TARGET_RATIO}x target leaves {(TARGET_RATIO - 1) * percentile(base, 0.5):.2f} ms "
+        f"per turn for all of bmc's work.{threads} Section 7 (when the bench runs with "
+        "`--profile-dump`) shows the rest, function by function against the bare loop."
+    )
+    say()
+
+
+def _top_labels() -> list[str]:
+    return [label for label, *_ in INSTRUMENTED if not label.startswith((" ", "os."))]
+
+
+def section_timers(say: Report, bmc_runs: list[Run]) -> dict[str, float]:
+    """Where bmc's client time goes, from the timers in its runs; returns ms per turn by
+    label (means over the steady turns of every round)."""
+    done = [r for r in bmc_runs if not r.error and r.child.get("timings")]
+    labels = [label for label, *_ in INSTRUMENTED] + [FSYNC_IN_WRITE, FSYNC_IN_JOURNAL]
+    if not done:
+        return dict.fromkeys(labels, 0.0)
+    per_turn = {label: statistics.mean(r.timing(label)[0] for r in done) for label in labels}
+    calls = {label: statistics.mean(r.timing(label)[1] for r in done) for label in labels}
+    gap = statistics.mean(g for r in done for g in r.gaps_ms)
+    own = sum(per_turn[label] for label in _top_labels())
+    say(
+        "Where bmc's client time goes, from timers around its own work in these runs (about a "
+        "microsecond a call; means over the steady turns of every round). Indented rows are "
+        "inside the row above; *everything else* is the SDK reading the stream and building "
+        "and sending the next request, and the loop itself, which the bare loop pays too."
+    )
+    say()
+    timed = set(done[0].child.get("timed") or []) | {FSYNC_IN_WRITE, FSYNC_IN_JOURNAL}
+    rows = [["all client time per turn (mean)", f"{gap:.2f}", ""]]
+    for label in labels:
+        shown = label.replace("  ", "&nbsp;&nbsp;")
+        if label in timed:
+            rows.append([shown, f"{per_turn[label]:.3f}", f"{calls[label]:.1f}"])
+        else:
+            rows.append([shown, "not in this bmc", ""])
+    rows.append(["everything else (SDK, loop)", f"{gap - own:.2f}", ""])
+    say.table(["where", "ms per turn", "calls per turn"], rows)
+    return per_turn
+
+
 def section_overhead(say: Report) -> dict[int, Run]:
-    say("## 2. Runner overhead per turn (bmc), from the scripted model's side")
+    say("## 4. Runner overhead by session length (bmc alone, write sessions)")
     say()
     say(
         "Per turn: the gap between the end of one answer and the arrival of the next request, "
@@ -1262,33 +1563,34 @@ def section_overhead(say: Report) -> dict[int, Run]:
     return done
 
 
-def section_loops(say: Report, runs: dict[str, list[Run]], rounds: int) -> float:
-    """The comparison table; returns how many ms per turn bmc takes beyond the bare loop
-    (NaN when either failed)."""
-    say("## 3. The same 100-turn session, other loops (ratios to the bare loop, same run)")
+def section_loops(say: Report, runs: dict[str, list[Run]], rounds: int) -> None:
+    """The write session under every loop, as ratios to the bare loop, and how much of bmc's
+    ratio is the document write's own fsyncs."""
+    say("## 3. The write session (a note written every turn), other loops")
     say()
     say(
-        f"{rounds} interleaved rounds; per-turn figures pool the steady turns of every round. "
-        "All loops get bmc's system prompt, tool definitions and first message (taken from "
-        "bmc's first request) and run the same tool calls; *content* says whether a loop's "
-        "requests carried the same system, tools and messages as bmc's, cache_control and "
-        "equivalent spellings aside. The tool runner's and pydantic-ai's automatic caching "
-        "use the API's top-level `cache_control`, which the scripted model does not simulate: "
-        "the bench applies the API's rule (a breakpoint on the last block) before the "
-        "scripted model's accounting."
+        f"{rounds} interleaved rounds (the order reversed every other round); per-turn figures "
+        "pool the steady turns of every round. All loops get bmc's system prompt, tool "
+        "definitions and first message (taken from bmc's first request) and run the same tool "
+        "calls; *content* says whether a loop's requests carried the same system, tools and "
+        "messages as bmc's, cache_control and equivalent spellings aside. The tool runner's "
+        "and pydantic-ai's automatic caching use the API's top-level `cache_control`, which "
+        "the scripted model does not simulate: the bench applies the API's rule (a breakpoint "
+        "on the last block) before the scripted model's accounting. The other loops write the "
+        "note with a plain `write_bytes` (no fsync); bmc's write is atomic and durable."
     )
     say()
     reference = next((r for r in runs["bmc"] if not r.error), None)
-    base = [g for r in runs["bare"] if not r.error for g in r.gaps_ms]
+    base = _pooled(runs["bare"])
     base_run = next((r for r in runs["bare"] if not r.error), None)
     rows = []
-    for kind in ["bare", *[k for k in CLIENTS if k != "bare"]]:
+    for kind in ["bare", *[k for k in runs if k != "bare"]]:
         done = [r for r in runs[kind] if not r.error]
         if not done or not base or base_run is None or reference is None:
             error = runs[kind][0].error if runs[kind] else "not run (bmc or the bare loop failed)"
             rows.append([LABELS[kind], error, *[""] * 7])
             continue
-        gaps = [g for r in done for g in r.gaps_ms]
+        gaps = _pooled(done)
         cs, bs = done[0].cache(), base_run.cache()
         stream = "yes" if done[0].bodies[0].get("stream") else "no"
         rows.append(
@@ -1318,105 +1620,31 @@ def section_loops(say: Report, runs: dict[str, list[Run]], rounds: int) -> float
         ],
         rows,
     )
-    bmc_gaps = [g for r in runs["bmc"] if not r.error for g in r.gaps_ms]
-    if not bmc_gaps or not base:
-        return float("nan")
-    fsync = FSYNC_LABEL
-    rounds_ratio = [
-        f"{percentile(m.gaps_ms, 0.5) / percentile(b.gaps_ms, 0.5):.2f}x "
-        f"(bmc's fsync calls: {m.timing(fsync)[0]:.1f} ms per turn)"
-        for m, b in zip(runs["bmc"], runs["bare"], strict=False)
-        if not (m.error or b.error)
-    ]
-    say(
-        "Round by round, bmc's median over the bare loop's: "
-        + "; ".join(rounds_ratio)
-        + ". Turn times on this shared machine vary from run to run, bmc's most, because "
-        "its fsync calls wait on other processes' disk writes."
-    )
-    say()
-    ratio = percentile(bmc_gaps, 0.5) / percentile(base, 0.5)
-    say(
-        f"Target: bmc's per-turn median at most {TARGET_RATIO}x the bare loop's: "
-        f"**{'met' if ratio <= TARGET_RATIO else 'missed'}** ({ratio:.2f}x; "
-        f"{percentile(bmc_gaps, 0.5):.1f} ms against {percentile(base, 0.5):.1f} ms)."
-    )
-    say()
-    return percentile(bmc_gaps, 0.5) - percentile(base, 0.5) if ratio > TARGET_RATIO else 0.0
-
-
-def section_breakdown(say: Report, bmc_runs: list[Run], extra_ms: float, bare_ms: float) -> None:
-    """Where bmc's turn goes, from the timers in its runs above."""
-    done = [r for r in bmc_runs if not r.error and r.child.get("timings")]
-    if not done:
+    mine = _pooled(runs["bmc"])
+    ratios = _round_ratios(runs["bmc"], runs["bare"])
+    if not (mine and base and ratios):
         return
+    per_turn = section_timers(say, runs["bmc"])
+    bmc_ms, bare_ms = percentile(mine, 0.5), percentile(base, 0.5)
+    ratio = bmc_ms / bare_ms
+    write_fsync = per_turn[FSYNC_IN_WRITE]
+    without = (bmc_ms - write_fsync) / bare_ms
     say(
-        "Where bmc's client time goes, from timers around its own work in the runs above "
-        "(about a microsecond a call; means over the steady turns of every round). Indented "
-        "rows are inside the row above; the rest of a turn is the SDK finishing the stream "
-        "and building and sending the next request, and the loop itself, which the bare "
-        "loop pays too."
-    )
-    say()
-    per_turn = {
-        label: statistics.mean(r.timing(label)[0] for r in done) for label, *_ in INSTRUMENTED
-    }
-    calls = {label: statistics.mean(r.timing(label)[1] for r in done) for label, *_ in INSTRUMENTED}
-    gap = statistics.mean(g for r in done for g in r.gaps_ms)
-    top = [label for label, *_ in INSTRUMENTED if not label.startswith((" ", "os."))]
-    own = sum(per_turn[label] for label in top)
-    rows = [["all client time per turn (mean)", f"{gap:.2f}", ""]]
-    rows += [
-        [label.replace("  ", "&nbsp;&nbsp;"), f"{per_turn[label]:.2f}", f"{calls[label]:.1f}"]
-        for label, *_ in INSTRUMENTED
-    ]
-    rows.append(["everything else (SDK, loop)", f"{gap - own:.2f}", ""])
-    say.table(["where", "ms per turn", "calls per turn"], rows)
-    if extra_ms <= 0:
-        return
-    ranked = sorted(((per_turn[label], label) for label in top), reverse=True)
-    fsync_ms, fsync_calls = per_turn[FSYNC_LABEL], calls[FSYNC_LABEL]
-    say(
-        f"Cause: bmc's median turn takes {extra_ms:.1f} ms more than the bare loop's. bmc's "
-        f"own work adds up to {own:.1f} ms per turn on average, led by "
-        + ", ".join(f"{label.split(' (')[0]} ({ms:.1f} ms)" for ms, label in ranked[:3])
-        + f". Of that, {fsync_ms:.1f} ms is {fsync_calls:.1f} fsync calls "
-        f"({fsync_ms / max(fsync_calls, 1e-9):.2f} ms each on this disk during these runs; "
-        "other processes' writes make that vary tenfold). Fixes, outside bench/ (so "
-        "proposed, not made):"
-    )
-    say()
-    say(
-        "- journal (journal.py, session.py, agent.py): one fsync per turn instead of one per "
-        "record: write each record at once (a process kill loses nothing once write() "
-        "returned; only a power loss needs the fsync) and sync the journal just before the "
-        "next request goes out (a `Transcript.sync()` that `Agent.run` calls before `_query`)."
-    )
-    say(
-        "- display (ui.py): `TerminalDisplay.tool` renders rich markup even when the output "
-        "is piped or discarded; write plain text when the console is not a terminal."
-    )
-    say(
-        "- tools (tools.py, confine.py): `Toolbox.run` costs more than a plain read or write "
-        "because each call checks its path twice (as spelled and canonical) and every write "
-        "is atomic with two fsyncs (the file, then its folder). Both are wanted, but "
-        "`Confinement._locate` resolves the four mount roots again on every call (resolve "
-        "them once per toolbox), and the folder's fsync could join the per-turn sync above."
-    )
-    each = fsync_ms / max(fsync_calls, 1e-9)
-    kept = 3 * each + per_turn[PATH_LABEL]
-    say(
-        f"- Even with all of these, bmc's turn keeps work the bare loop does not do: the "
-        f"journal's fsync and the note's two ({3 * each:.1f} ms at this run's fsync "
-        f"latency) and the path checks ({per_turn[PATH_LABEL]:.1f} ms as they are), "
-        f"about {kept:.1f} ms against the {0.2 * bare_ms:.1f} ms that 1.2x of a "
-        f"{bare_ms:.1f} ms bare turn allows."
+        f"bmc against the bare loop on this session: **{ratio:.2f}x** pooled ({bmc_ms:.2f} ms "
+        f"against {bare_ms:.2f} ms); round by round {statistics.median(ratios):.2f}x median, "
+        f"{min(ratios):.2f}x to {max(ratios):.2f}x. The note's atomic write fsyncs twice (the "
+        f"file, then its folder): {write_fsync:.2f} ms per turn on average "
+        f"({per_turn[FSYNC_IN_WRITE] / max(per_turn[ATOMIC_LABEL], 1e-9):.0%} of the write). "
+        f"Those fsyncs stay (a document is on disk when the tool says it is written); "
+        f"without them bmc's turn would be about {without:.2f}x the bare loop's, so about "
+        f"{ratio - without:.2f} of the {ratio:.2f}x is the document write's own fsyncs. The "
+        f"journal's commit adds {per_turn[FSYNC_IN_JOURNAL]:.2f} ms of fsync per turn."
     )
     say()
 
 
 def section_bounds(say: Report, standard_200: Run) -> None:
-    say("## 4. Context bounds")
+    say("## 5. Context bounds")
     say()
     from bmc.engine.loop import Limits
 
@@ -1438,7 +1666,7 @@ def section_bounds(say: Report, standard_200: Run) -> None:
     for label, run in (
         ("pages and greps a 1.5 MB resource (pages up to the 256 KB read cap)", paging),
         ("200 turns reading 6-10 KB resources (≈1.6 MB read)", heavy),
-        ("200 turns, standard sizes (section 2)", standard_200),
+        ("200 turns, standard sizes (section 4)", standard_200),
     ):
         if run.error:
             rows.append([label, run.error, *[""] * 5])
@@ -1517,10 +1745,11 @@ def clearing_findings(say: Report, run: Run) -> None:
         f"{_k(first.after)} to {_k(last.after)} tokens (clearings every "
         f"{', '.join(map(str, spacing))} turns); the one-off goes from {_k(first.one_off)} to "
         f"{_k(last.one_off)} billed tokens, and the last clearing request reads "
-        f"{_k(last.read)} of the {_k(last.repeated)} tokens it repeats. `src/bmc/agent.py` "
-        "keeps a cache breakpoint where the previous clearing stopped (so a clearing reads "
-        "the unchanged prefix instead of writing it anew) and clears the long inputs of the "
-        "model's old `write`/`edit` calls along with old tool results (the files hold them). "
+        f"{_k(last.read)} of the {_k(last.repeated)} tokens it repeats. "
+        "`src/bmc/engine/conversation.py` keeps a cache breakpoint where the previous "
+        "clearing stopped (so a clearing reads the unchanged prefix instead of writing it "
+        "anew) and clears the long inputs of the model's old `write`/`edit` calls along with "
+        "old tool results (the files hold them). "
         f"What still grows is the model's own prose: {_k(own)} of the last request's "
         f"{_k(flatten_total(run.bodies[-1]))} tokens are assistant blocks."
     )
@@ -1532,7 +1761,7 @@ def flatten_total(body: Mapping[str, Any]) -> int:
 
 
 def section_startup(say: Report, runs: int) -> None:
-    say("## 5. Start-up (subprocess wall time)")
+    say("## 6. Start-up (subprocess wall time)")
     say()
     up = startup(runs)
     say(
@@ -1561,16 +1790,189 @@ def section_startup(say: Report, runs: int) -> None:
     if status_median >= TARGET_STATUS_S:
         sdk = "imports" if "anthropic" in imports else "does not import"
         say(
-            f"Cause: imports. `bmc status` {sdk} the SDK; importing `bmc.documents.status` alone "
-            f"takes {imports.get('bmc.documents.status', float('nan')):.3f} s, most of it "
-            "`bmc.documents.validate`, which imports the document schemas "
-            "(`bmc.documents.schemas.*`, pydantic models built at "
-            "import) and rapidfuzz, even when every document's result is already in the "
-            "validation cache (`.bmc/`). Proposed fix (validate.py, status.py): look the "
+            f"Cause: imports. `bmc status` {sdk} the SDK; importing `bmc.documents.status` "
+            f"alone takes {imports.get('bmc.documents.status', float('nan')):.3f} s, most of "
+            "it `bmc.documents.validate`, which imports the document schemas "
+            "(`bmc.documents.schemas.*`, pydantic models built at import) and rapidfuzz, even "
+            "when every document's result is already in the validation cache (`.bmc/`). "
+            "Proposed fix (documents/validate.py, documents/status.py): look the "
             "documents up in the cache first and import the schemas and grounding only for a "
             "document whose content hash is not there."
         )
         say()
+
+
+# ---------------------------------------------------------------------------------------
+# The profile: where each loop's turn goes, function by function (--profile-dump).
+# ---------------------------------------------------------------------------------------
+
+# Time spent waiting, not computing: kept apart rather than charged to whoever waited.
+WAITS = {
+    "<method 'acquire' of '_thread.lock' objects>": "waiting (threads: the event queue)",
+    "<method 'recv' of '_socket.socket' objects>": "waiting for the answer (socket reads)",
+    "<method 'recv_into' of '_socket.socket' objects>": "waiting for the answer (socket reads)",
+    "<built-in method posix.fsync>": "fsync (waiting for the disk)",
+    "<method 'sendall' of '_socket.socket' objects>": "sending the request (socket writes)",
+    "<method 'send' of '_socket.socket' objects>": "sending the request (socket writes)",
+}
+SITE = re.compile(r"site-packages/([A-Za-z0-9_]+)")
+
+
+def _area(func: tuple[str, int, str]) -> str | None:
+    """Who owns a profiled function: a bmc module, a third-party package, the bench, or a
+    wait; None for the standard library and builtins, which are charged to their callers."""
+    filename, _line, name = func
+    if name in WAITS and filename == "~":
+        return WAITS[name]
+    if filename.endswith("bench_session.py"):
+        return "the bench (its loop, timers)"
+    match = re.search(r"/bmc/((?:[a-z_]+/)*[a-z_]+)\.py$", filename)
+    if match and "site-packages" not in filename:
+        return "bmc." + match.group(1).replace("/", ".")
+    site = SITE.search(filename)
+    return site.group(1) if site else None
+
+
+# bmc's loop module: its calls into the SDK are the ones the bare loop makes too.
+LOOP_MODULE = LOOP
+
+
+def profile_areas(path: str) -> dict[str, float]:
+    """Seconds of own time (tottime) by area. Standard-library and builtin time goes to the
+    nearest owning callers, split as their calls' cumulative times are; a library's time
+    goes to the library, except what a bmc module other than the loop asked of it (the
+    SDK's `resolve_path` from bmc.confine, say), which is shown as that module's."""
+    import pstats
+
+    stats = pstats.Stats(path).stats  # type: ignore[attr-defined]
+    shares: dict[Any, dict[str, float]] = {}
+
+    def callers_of(func: Any) -> dict[Any, Any]:
+        return stats.get(func, (0, 0, 0.0, 0.0, {}))[4]
+
+    def merged(parts: list[tuple[dict[str, float], float]]) -> dict[str, float]:
+        total = sum(weight for _, weight in parts)
+        result: dict[str, float] = {}
+        for share, weight in parts:
+            for name, part in share.items():
+                result[name] = result.get(name, 0.0) + part * weight / total
+        return result
+
+    def share_of(func: Any, seen: frozenset[Any]) -> dict[str, float]:
+        if func in shares:
+            return shares[func]
+        area = _area(func)
+        callers = {c: e for c, e in callers_of(func).items() if e[3] > 0 and c not in seen}
+        if area is not None and (area.startswith("bmc.") or area in WAITS.values()):
+            result = {area: 1.0}
+        elif not callers:
+            result = {area or "standard library, owner not traced (recursion, generators)": 1.0}
+        elif area is None:  # the standard library: its callers' time
+            result = merged([(share_of(c, seen | {func}), e[3]) for c, e in callers.items()])
+        else:  # a library: its own, or the bmc module that asked for it
+            parts = []
+            for caller, edge in callers.items():
+                asked = _area(caller)
+                if asked is not None and asked.startswith("bmc.") and asked != LOOP_MODULE:
+                    parts.append(({f"{area}, for {asked}": 1.0}, edge[3]))
+                elif asked is None or asked == area:
+                    inherited = share_of(caller, seen | {func})
+                    mine = {n if ", for bmc." in n else area: v for n, v in inherited.items()}
+                    parts.append((mine, edge[3]))
+                else:
+                    parts.append(({area: 1.0}, edge[3]))
+            result = merged(parts)
+        shares[func] = result
+        return result
+
+    areas: dict[str, float] = {}
+    for func, (_cc, _nc, own, _cum, _callers) in stats.items():
+        for name, part in share_of(func, frozenset()).items():
+            areas[name] = areas.get(name, 0.0) + own * part
+    return areas
+
+
+def section_profile(say: Report, dumps: dict[str, tuple[str, int]]) -> None:
+    """bmc's read session and the bare loop's, both under cProfile from the second request
+    on, compared area by area (ms per turn)."""
+    say("## 7. Profile: bmc's turn against the bare loop's, area by area (read session)")
+    say()
+    areas = {kind: profile_areas(path) for kind, (path, _turns) in dumps.items()}
+    turns = {kind: count for kind, (_path, count) in dumps.items()}
+    names = sorted(
+        set(areas["bmc"]) | set(areas["bare"]),
+        key=lambda n: -(areas["bmc"].get(n, 0.0) / turns["bmc"]),
+    )
+    waits = set(WAITS.values())
+
+    def ms(kind: str, name: str) -> float:
+        return areas[kind].get(name, 0.0) * 1000 / turns[kind]
+
+    def total(kind: str) -> float:
+        return sum(ms(kind, n) for n in names if n not in waits)
+
+    say(
+        "One more run of each loop on the read session under cProfile, from the second "
+        "request to the end. cProfile slows Python code several times over and C code hardly "
+        "at all, so read the rows against each other, not as wall time. Each row is the own "
+        "time of the functions an area owns, plus the standard-library and builtin calls it "
+        "made (json, copy, os.path, ...), charged to the nearest owning caller. Waits are "
+        "listed apart at the end."
+    )
+    say()
+    rows = [
+        [
+            "computing, all areas",
+            f"{total('bmc'):.2f}",
+            f"{total('bare'):.2f}",
+            f"{total('bmc') - total('bare'):+.2f}",
+        ]
+    ]
+    for name in [n for n in names if n not in waits] + [n for n in names if n in waits]:
+        mine, theirs = ms("bmc", name), ms("bare", name)
+        if max(mine, theirs) < 0.02:
+            continue
+        rows.append([name, f"{mine:.2f}", f"{theirs:.2f}", f"{mine - theirs:+.2f}"])
+    say.table(["area", "bmc ms/turn", "bare loop ms/turn", "difference"], rows)
+    only = [n for n in names if n not in waits and ms("bare", n) == 0.0]
+    ranked = sorted(only, key=lambda n: -ms("bmc", n))
+    say(
+        f"What only bmc does comes to {sum(ms('bmc', n) for n in only):.2f} ms per turn "
+        "here (profiled), led by "
+        + ", ".join(f"{n} ({ms('bmc', n):.2f})" for n in ranked[:4])
+        + f"; its fsync waits add {ms('bmc', WAITS['<built-in method posix.fsync>']):.2f} ms. "
+        "The rows both loops share (the SDK, httpx, h11, pydantic) come from one run each and "
+        "move by a third from run to run on this machine: their differences are noise."
+    )
+    say()
+    _top_functions(say, dumps["bmc"])
+
+
+def _top_functions(say: Report, dump: tuple[str, int]) -> None:
+    """bmc's own functions by cumulative time per turn (profiled)."""
+    import pstats
+
+    path, turns = dump
+    stats = pstats.Stats(path).stats  # type: ignore[attr-defined]
+    rows = []
+    for (filename, line, name), (_cc, calls, own, cum, _callers) in stats.items():
+        area = _area((filename, line, name))
+        if area is None or not area.startswith("bmc."):
+            continue
+        rows.append((cum, own, calls, f"{area}.{name} (line {line})"))
+    rows.sort(reverse=True)
+    say(
+        "bmc's own functions by cumulative time (profiled; the loop's `run` and `_query` "
+        "include waiting for each answer):"
+    )
+    say()
+    say.table(
+        ["function", "cumulative ms/turn", "own ms/turn", "calls/turn"],
+        [
+            [label, f"{cum * 1000 / turns:.3f}", f"{own * 1000 / turns:.3f}", f"{n / turns:.1f}"]
+            for cum, own, n, label in rows[:15]
+        ],
+    )
 
 
 NOTES_MARK = (
@@ -1596,10 +1998,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
+        "--read-rounds",
+        type=int,
+        default=9,
+        help="rounds of bmc against the bare loop on the read session (default 9)",
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=3,
-        help="interleaved rounds of the loop comparison (default 3)",
+        help="interleaved rounds of every loop on the write session (default 3)",
     )
     parser.add_argument(
         "--startup-runs",
@@ -1610,8 +2018,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile-dump",
         metavar="FILE",
-        help="also run bmc's 100-turn session under cProfile and keep the raw "
-        "stats here (read them with python -m pstats FILE)",
+        help="also run bmc and the bare loop on the read session under cProfile, keep the raw "
+        "stats in FILE and FILE.bare (python -m pstats FILE) and compare them in the report",
     )
     parser.add_argument(
         "--out",
@@ -1625,7 +2033,7 @@ def main(argv: list[str] | None = None) -> int:
 
     began = time.perf_counter()
     say = Report()
-    say("# Session benchmark: prompt cache, runner overhead, context bounds, start-up")
+    say("# Session benchmark: prompt cache, per-turn time, context bounds, start-up")
     say()
     say(
         f"Generated by `python bench/bench_session.py` on {dt.date.today().isoformat()}: the "
@@ -1634,28 +2042,31 @@ def main(argv: list[str] | None = None) -> int:
     say()
     say(machine())
     say()
-    hundred = reading_session(100)
-    _phase(began, f"the 100-turn session, every loop, {args.rounds} rounds")
-    runs = compare_loops(hundred, args.rounds)
-    bmc100 = next((r for r in runs["bmc"] if not r.error), None)
-    if bmc100 is None:
-        say(f"bmc's 100-turn session failed: {runs['bmc'][0].error}")
+    reads, writes = read_only_session(100), reading_session(100)
+    _phase(began, f"the read session, bmc and the bare loop, {args.read_rounds} rounds")
+    read_runs = compare_loops(reads, args.read_rounds, READ_LOOPS)
+    _phase(began, f"the write session, every loop, {args.rounds} rounds")
+    write_runs = compare_loops(writes, args.rounds, WRITE_LOOPS)
+    firsts = [
+        next((r for r in runs["bmc"] if not r.error), None) for runs in (read_runs, write_runs)
+    ]
+    if firsts[0] is None or firsts[1] is None:
+        failed = read_runs["bmc"] if firsts[0] is None else write_runs["bmc"]
+        say(f"bmc's 100-turn session failed: {failed[0].error}")
         write_results(args.out, say.lines)
         return 1
-    section_cache(say, bmc100)
+    section_cache(say, [("read session", firsts[0]), ("write session", firsts[1])])
+    section_read(say, read_runs, args.read_rounds)
+    section_loops(say, write_runs, args.rounds)
     _phase(began, "runner overhead: 10, 50, 200 turns")
     by_length = section_overhead(say)
-    extra_ms = section_loops(say, runs, args.rounds)
-    bare = [g for r in runs["bare"] if not r.error for g in r.gaps_ms]
-    section_breakdown(say, runs["bmc"], extra_ms, percentile(bare, 0.5))
-    if args.profile_dump:
-        _phase(began, "one more bmc run under cProfile")
-        dumped = run_client("bmc", hundred, profile_dump=args.profile_dump)
-        print(f"cProfile stats in {args.profile_dump}: {dumped.error or 'ok'}", file=sys.stderr)
     _phase(began, "context bounds")
     section_bounds(say, by_length[200])
     _phase(began, "start-up")
     section_startup(say, args.startup_runs)
+    if args.profile_dump:
+        _phase(began, "bmc and the bare loop under cProfile")
+        profile_both(say, reads, _spec_from(firsts[0].bodies[0]), args.profile_dump)
     say(
         f"Bench wall time: {time.perf_counter() - began:.0f} s; load average at the end: "
         + ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -1665,6 +2076,17 @@ def main(argv: list[str] | None = None) -> int:
     write_results(args.out, say.lines)
     print(f"\nwrote {args.out}", file=sys.stderr)
     return 0
+
+
+def profile_both(say: Report, session: Session, spec: dict[str, Any], dump: str) -> None:
+    dumps: dict[str, tuple[str, int]] = {}
+    for kind, path in (("bmc", dump), ("bare", dump + ".bare")):
+        run = run_client(kind, session, spec, profile_dump=path)
+        print(f"cProfile stats of {kind} in {path}: {run.error or 'ok'}", file=sys.stderr)
+        if run.error:
+            return
+        dumps[kind] = (path, len(run.bodies) - 1)  # profiled from the second request on
+    section_profile(say, dumps)
 
 
 def _spec_from(first: dict[str, Any]) -> dict[str, Any]:
