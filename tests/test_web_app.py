@@ -70,21 +70,26 @@ OWN_SCRIPT = '<script src="/static/app.js" defer></script>'
 class Events:
     """A page's event stream (`/p/<org>/<slug>/events`), read on its own thread."""
 
-    def __init__(self, http: TestClient, url: str) -> None:
-        self._context = http.stream("GET", url)
+    def __init__(self, http: TestClient, url: str, last_event_id: str | None = None) -> None:
+        headers = {"last-event-id": last_event_id} if last_event_id else {}
+        self._context = http.stream("GET", url, headers=headers)
         self.response = self._context.__enter__()
         assert self.response.status_code == 200, self.response.read()
         assert self.response.headers["content-type"].startswith("text/event-stream")
         self.seen: list[dict[str, Any]] = []
-        self._queue: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue()
+        self.last_id = ""  # the `id:` of the last event taken, as a browser keeps it
+        self._queue: queue.Queue[tuple[str, dict[str, Any]] | BaseException | None] = queue.Queue()
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
     def _read(self) -> None:
         try:
+            last_id = ""
             for line in self.response.iter_lines():
-                if line.startswith("data: "):
-                    self._queue.put(json.loads(line[len("data: ") :]))
+                if line.startswith("id: "):
+                    last_id = line[len("id: ") :]
+                elif line.startswith("data: "):
+                    self._queue.put((last_id, json.loads(line[len("data: ") :])))
         except BaseException as err:  # closed under the reader: the test is over
             self._queue.put(err)
         finally:
@@ -101,11 +106,17 @@ class Events:
                 raise AssertionError(f"no {kind} within {timeout}s; last events: {kinds}") from None
             if item is None or isinstance(item, BaseException):
                 raise AssertionError(f"the stream ended before a {kind}: {item!r}")
-            self.seen.append(item)
-            if item["type"] == kind:
-                return item
-            if item["type"] == "Stopped":
-                raise AssertionError(f"stopped before a {kind}: {item}")
+            self.last_id, event = item
+            self.seen.append(event)
+            if event["type"] == kind:
+                return event
+            if event["type"] == "Stopped":
+                raise AssertionError(f"stopped before a {kind}: {event}")
+
+    def ends(self, timeout: float = WAIT) -> None:
+        """The server ends the stream (with no more events) within `timeout`."""
+        item = self._queue.get(timeout=timeout)
+        assert item is None or isinstance(item, BaseException), item
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.seen if e["type"] == kind]
@@ -145,8 +156,8 @@ class Web:
         assert "Traceback" not in response.text
         return response
 
-    def events(self, project: str = P) -> Events:
-        stream = Events(self.http, f"{project}/events")
+    def events(self, project: str = P, last_event_id: str | None = None) -> Events:
+        stream = Events(self.http, f"{project}/events", last_event_id)
         self.streams.append(stream)
         return stream
 
@@ -416,10 +427,18 @@ def test_a_chat_streams_words_and_tool_lines_hands_back_and_refuses_to_interrupt
     with pytest.raises(AssertionError, match="no AgreementRequested within"):
         events.until("AgreementRequested", timeout=0.3)  # a hang fails, it does not block
 
+    # The server stopping ends every open stream (so its shutdown is not held by a tab);
+    # the tab reconnects with the id it last saw and is sent only what is new.
+    server.app.state.hub.end_streams()
+    events.ends()
+    seen = len(events.seen)
+    events = server.events(last_event_id=events.last_id)
+
     assert server.post(f"{P}/send", {"text": "Focus on the UK"}).status_code == 200
     # A double click on Send: the second message is refused, not queued for later.
     one_sentence(server.post(f"{P}/send", {"text": "Focus on the UK"}), 409, "still working")
     events.until("TextDelta")  # the slow reply is streaming
+    assert events.seen[0]["type"] == "ReplyStarted" and events.seen[0]["id"] == seen + 1
     one_sentence(server.post(f"{P}/send", {"text": "Hello?"}), 409, "still working")
     one_sentence(server.post(f"{P}/send", {"text": "   "}), 409, "text is empty")
     one_sentence(server.post(f"{P}/answer", {"agreed": True, "digest": "sha256:0"}), 409)
@@ -563,16 +582,19 @@ def test_a_pending_agreement_survives_a_restart_of_the_server(
     model = scripted(agreed_then("Agreed, thank you."))
     before = web(ready, model)
     before.post(f"{P}/start", {"skill": "bmc-segments"})
-    asked = before.events().until("AgreementRequested")
+    tab = before.events()
+    asked = tab.until("AgreementRequested")
     before.close()  # the server stops: the running session saves itself, waiting
     [session] = list_sessions(ready)
     assert session.status == WAITING_AGREEMENT
 
-    after = web(ready, model)  # the same workspace: the same token, the tab reconnects
+    # The same workspace: the same token, so the open tab's stream reconnects (with the id
+    # it last saw, before any page load) and is shown the agreement again.
+    after = web(ready, model)
+    events = after.events(last_event_id=tab.last_id)
+    again = events.until("AgreementRequested")
     page = after.get(P)
     assert page.status_code == 200 and 'data-live="yes"' in page.text
-    events = after.events()
-    again = events.until("AgreementRequested")
     assert again["digest"] == asked["digest"] and again["markdown"] == asked["markdown"]
     assert len(model.requests) == 1  # presented again from the journal, no model call
     yes = {"agreed": True, "digest": again["digest"], "contact": CONTACT}

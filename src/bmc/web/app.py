@@ -242,9 +242,15 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
     async def events(request: Request) -> Response:
         project = project_of(request)
         live = hub.get(project)
+        if live is None or not live.running:
+            # A tab left open across a restart reconnects here before any page load: a
+            # session waiting for an agreement is presented again to it as well.
+            live = _present_pending_agreement(project) or live
         if live is None:
             raise UserError("no session has run in this project since the server started.")
-        after = _int(request.headers.get("last-event-id") or request.query_params.get("after"))
+        after = live.after(
+            request.headers.get("last-event-id") or request.query_params.get("after")
+        )
         return StreamingResponse(
             _sse(live.subscribe(after), request.is_disconnected),
             media_type="text/event-stream",
@@ -499,13 +505,6 @@ def _text(body: dict[str, Any], name: str, limit: int, *, required: bool = True)
     return value
 
 
-def _int(raw: str | None) -> int:
-    try:
-        return max(0, int(raw or 0))
-    except ValueError:
-        return 0
-
-
 async def _sse(
     source: AsyncIterator[dict[str, Any]], disconnected: Callable[[], Awaitable[bool]]
 ) -> AsyncIterator[bytes]:
@@ -514,4 +513,4 @@ async def _sse(
         if await disconnected():
             return
         data = json.dumps(event, ensure_ascii=False)
-        yield f"id: {event['id']}\nevent: bmc\ndata: {data}\n\n".encode()
+        yield f"id: {event['run']}-{event['id']}\nevent: bmc\ndata: {data}\n\n".encode()

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
+import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +25,7 @@ from bmc.errors import UserError
 from bmc.workspace.paths import Project
 
 Key = tuple[str, str]
+_END: dict[str, Any] = {}  # put in a page's queue to end its stream (compared by identity)
 
 
 def key_of(project: Project) -> Key:
@@ -47,10 +49,24 @@ class Live:
         self._guard = threading.Lock()
         self._reply: list[str] = []
         self._ids = itertools.count(1)
+        # Event ids are `<run>-<n>`: a tab reconnecting with the Last-Event-ID of another
+        # run (before a restart of the server, or of an earlier session) gets this run's
+        # events from the start, not only those numbered above its old count.
+        self.run = secrets.token_hex(4)
         self._pump = threading.Thread(target=self._run, daemon=True, name="bmc-web-pump")
         self._pump.start()
 
     # --- what pages ask for ---------------------------------------------------------------
+
+    def after(self, last_event_id: str | None) -> int:
+        """The number of the last event a reconnecting page saw of this run (0: none)."""
+        run, _, number = (last_event_id or "").strip().rpartition("-")
+        if run != self.run:
+            return 0
+        try:
+            return max(0, int(number))
+        except ValueError:
+            return 0
 
     async def subscribe(self, after: int = 0) -> AsyncIterator[dict[str, Any]]:
         """Every event with an id above `after`, then each new one, until the run stops."""
@@ -66,6 +82,8 @@ class Live:
                 return
             while True:
                 event = await queue.get()
+                if event is _END:
+                    return
                 if event["id"] <= last:
                     continue
                 yield event
@@ -74,6 +92,13 @@ class Live:
         finally:
             with self._guard:
                 self._listeners.discard(queue)
+
+    def end_streams(self) -> None:
+        """End every page's stream of this run now; their pages reconnect by themselves."""
+        with self._guard:
+            listeners = list(self._listeners)
+        for queue in listeners:
+            self._loop.call_soon_threadsafe(queue.put_nowait, _END)
 
     @property
     def pending(self) -> dict[str, Any] | None:
@@ -136,6 +161,7 @@ class Live:
         with self._guard:  # the state changes with the log, as `send` and `answer` read it
             self._note(event, data)
             data["id"] = next(self._ids)
+            data["run"] = self.run
             self.log.append(data)
             listeners = list(self._listeners)
         for queue in listeners:
@@ -195,6 +221,15 @@ class Hub:
             live = Live(project, open_conversation(), loop, self._render)
             self._live[key_of(project)] = live
             return live
+
+    def end_streams(self) -> None:
+        """End every open page's event stream: the server is stopping, and an open stream
+        would otherwise hold its graceful shutdown (and so the sessions' saving) until the
+        tab is closed. Call it from the server's exit signal, before the lifespan ends."""
+        with self._guard:
+            lives = list(self._live.values())
+        for live in lives:
+            live.end_streams()
 
     def stop_all(self, wait: float = 10.0) -> None:
         """Stop every running conversation and wait (up to `wait` seconds in all) for each to
