@@ -165,6 +165,7 @@ class Conversation:
         self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._stop = threading.Event()
         self._waiting: str | None = None  # "message" | "agreement" while a person is asked
+        self._asking = threading.Lock()
         self._pending: AgreementRequested | None = None
         self._worker: threading.Thread | None = None
 
@@ -182,16 +183,24 @@ class Conversation:
                 return
 
     def send(self, text: str) -> None:
-        """The consultant's next message; only while the session waits for one."""
-        if self._waiting != "message":
-            raise UserError("the assistant is still working: wait for it to hand back to you.")
+        """The consultant's next message; only while the session waits for one, and only
+        one per hand-back (a second, like a double click, is refused)."""
+        self._take("message", "the assistant is still working: wait for it to hand back to you.")
         self._inbox.put(("message", text))
 
     def answer(self, reply: agreement.Answer) -> None:
-        """A person's answer to the pending agreement (the digest they were shown in it)."""
-        if self._waiting != "agreement":
-            raise UserError("there is no agreement waiting for an answer in this session.")
+        """A person's answer to the pending agreement (the digest they were shown in it);
+        the first answer counts, a second is refused."""
+        self._take("agreement", "there is no agreement waiting for an answer in this session.")
         self._inbox.put(("answer", reply))
+
+    def _take(self, what: str, refusal: str) -> None:
+        # Threat: two answers to one question (a double click, two tabs): the second would
+        # sit in the inbox and be read as the answer to a later question.
+        with self._asking:
+            if self._waiting != what:
+                raise UserError(refusal)
+            self._waiting = None
 
     def stop(self) -> None:
         """Stop and save: a reply half-streamed is dropped; a question to a person ends
@@ -373,12 +382,14 @@ class Conversation:
         """Let go of the project while a person is asked; take it back to go on."""
         if self._stop.is_set():
             self._inbox.put(("stop", None))
-        self._waiting = what
+        with self._asking:
+            self._waiting = what
         self._release()
         try:
             yield
         finally:
-            self._waiting = None
+            with self._asking:
+                self._waiting = None
             self._acquire(wait=LOCK_WAIT)
 
     @contextlib.contextmanager

@@ -8,6 +8,9 @@ import socket
 import webbrowser
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import uvicorn
 
 from bmc.errors import UserError
 from bmc.web.app import ServeOptions, create_app
@@ -51,8 +54,6 @@ def serve(
     say: Callable[[str], None] = print,
 ) -> None:
     """Serve the workspace until Ctrl-C; prints the URL to open first."""
-    import uvicorn
-
     workspace = options.workspace
     if not workspace.is_dir():
         raise UserError(f"{workspace} is not a folder: pass --workspace with your workspace.")
@@ -69,11 +70,26 @@ def serve(
                 f"Warning: listening on {host}, not only this computer: anyone who can reach "
                 "it and has the link can drive your engagements."
             )
-        app = guard(create_app(options, secret), secret, hosts=loopback_hosts(host, port))
+        inner = create_app(options, secret)
+        app = guard(inner, secret, hosts=loopback_hosts(host, port))
         url = f"{address}?token={secret.token}"
         say(f"bmc serve: open {url}")
         say(f"Workspace: {Path(workspace).resolve()}. Ctrl-C stops the server.")
         if open_browser:
             webbrowser.open(url)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-        uvicorn.Server(config).run(sockets=[sock])
+        _Server(config, inner.state.hub).run(sockets=[sock])
+
+
+class _Server(uvicorn.Server):
+    """Ends the pages' event streams on Ctrl-C: uvicorn's graceful shutdown waits for open
+    responses, and an open tab's stream would otherwise keep the server (and the saving of
+    its sessions, at the lifespan's end) waiting until the tab is closed."""
+
+    def __init__(self, config: uvicorn.Config, hub: Any) -> None:
+        super().__init__(config)
+        self._hub = hub
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self._hub.end_streams()
+        super().handle_exit(sig, frame)
