@@ -168,8 +168,9 @@ def zygote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Zygote]:
 #   journal-append  1 start, 2 opening message, 3 status, 4 usage, 5 reply (4 tool calls),
 #                   6-9 their results, 10 usage, 11 reply (4 draft writes), 12-15 results,
 #                   16 usage, 17 reply (segments.md), 18 result, 19 usage,
-#                   20 reply (request_agreement), 21 the decisions.md entry, 22 its result,
-#                   23 usage, 24 final reply, 25 status
+#                   20 reply (request_agreement), 21 status: waiting for the agreement,
+#                   22 status: active again (answered), 23 the decisions.md entry, 24 its
+#                   result, 25 usage, 26 final reply, 27 status
 #   stream-text     three text deltas per reply: 1-3, 4-6, 7-9, 10-12, 13-15
 #   tool-result     1-4 glob and reads, 5-8 draft writes, 9 segments.md, 10 agreement
 #   atomic-write    1 lock holder note, 2 its session id, 3-6 drafts, 7 segments.md,
@@ -195,8 +196,9 @@ KILL_POINTS: list[Any] = [
     "journal-append:17",
     "journal-append:20",
     "journal-append:21",
-    "journal-append:22",
-    "journal-append:25",
+    "journal-append:23",
+    "journal-append:24",
+    "journal-append:27",
     "stream-text:1",
     "stream-text:5",
     "stream-text:8",
@@ -235,7 +237,7 @@ def check_kill_landed(point: str, before: dict[str, bytes], prefix: str, journal
         assert name not in names
     elif point == "journal-append:2":
         assert journal.count(b"\n") == 1 and not journal.endswith(b"\n")
-    elif point == "journal-append:21":
+    elif point == "journal-append:23":
         assert not before[prefix + DECISIONS].endswith(b"\n")  # mid-entry
     elif point in ("gate-written:1", "tool-result:10"):
         assert prefix + GATE in before

@@ -608,14 +608,8 @@ def test_a_pending_agreement_survives_a_restart_of_the_server(
     assert CONTACT in (ready.project_dir / "decisions.md").read_text("utf-8")
 
 
-def test_after_kill_9_at_an_agreement_the_page_offers_the_session_and_resumes_it(
-    ready: Project, scripted: Start, web: Callable[..., Web]
-) -> None:
-    """A run killed at the agreement (here a terminal's `bmc run`). Its journal looks just
-    like a run still waiting at its prompt in another terminal (the lock is let go while a
-    person decides), so opening the page does not take the session over: it lists it as
-    interrupted, and Resume presents the agreement again."""
-    model = scripted(agreed_then("Agreed, thank you."))
+def _terminal_at_the_agreement(ready: Project, model: ScriptedModel) -> subprocess.Popen[bytes]:
+    """A terminal's `bmc run` waiting at the agreement prompt (the lock let go meanwhile)."""
     env = {
         **os.environ,
         "ANTHROPIC_BASE_URL": model.base_url,
@@ -630,24 +624,28 @@ def test_after_kill_9_at_an_agreement_the_page_offers_the_session_and_resumes_it
         stderr=subprocess.DEVNULL,
         env=env,
     )
-    try:
-        deadline = time.monotonic() + 30
-        holder = ready.state_dir / "session.holder.json"
-        while not (len(model.requests) == 1 and _asked(ready) and not holder.exists()):
-            assert time.monotonic() < deadline, "the run never reached the agreement prompt"
-            time.sleep(0.05)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    finally:
-        if process.poll() is None:
+    deadline = time.monotonic() + 30
+    holder = ready.state_dir / "session.holder.json"
+    while not (len(model.requests) == 1 and _asked(ready) and not holder.exists()):
+        if time.monotonic() > deadline:
             process.kill()
+            raise AssertionError("the run never reached the agreement prompt")
+        time.sleep(0.05)
+    return process
+
+
+def test_after_kill_9_at_an_agreement_opening_the_page_presents_it_again(
+    ready: Project, scripted: Start, web: Callable[..., Web]
+) -> None:
+    """A terminal's run killed at the agreement: the journal says it waits for the agreement
+    and names the process that asked, which is gone, so the page presents it again."""
+    model = scripted(agreed_then("Agreed, thank you."))
+    process = _terminal_at_the_agreement(ready, model)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
 
     server = web(ready, model)
-    [session] = list_sessions(ready)
-    page = server.get(P).text
-    assert f"Resume {session.id}" in page and "interrupted" in page
-    one_sentence(server.get(f"{P}/events"), 404, "no session")
-    assert server.post(f"{P}/resume", {"session": session.id}).status_code == 200
+    server.get(P)
     events = server.events()
     asked = events.until("AgreementRequested")
     assert asked["digest"] == gate.digest((ready.project_dir / SEGMENTS_MD).read_bytes())
@@ -659,6 +657,25 @@ def test_after_kill_9_at_an_agreement_the_page_offers_the_session_and_resumes_it
     events.until("Stopped")
     model.assert_finished()
     assert (ready.project_dir / GATE).is_file()
+
+
+def test_an_agreement_waiting_in_a_live_terminal_is_left_to_it(
+    ready: Project, scripted: Start, web: Callable[..., Web]
+) -> None:
+    model = scripted(agreed_then("Agreed, thank you."))
+    process = _terminal_at_the_agreement(ready, model)
+    try:
+        server = web(ready, model)
+        [session] = list_sessions(ready)
+        assert session.status == "waiting for agreement" and session.waiting_in == process.pid
+        page = server.get(P).text
+        # Not taken over: no run in this server, the terminal still holds the question.
+        one_sentence(server.get(f"{P}/events"), 404, "no session")
+        assert "waiting for agreement" in page
+        assert not (ready.project_dir / GATE).exists()
+    finally:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def _asked(project: Project) -> bool:

@@ -361,7 +361,11 @@ class Conversation:
     def _ask_for_agreement(
         self, proposal: gate.Proposal, scope: str, changed_from: str | None
     ) -> agreement.Answer | None:
+        assert self.session is not None
         request = agreement.presented(proposal, scope, changed_from)
+        # Journaled as waiting before it is asked: a process killed at the question leaves a
+        # session any surface can see is waiting for this agreement, and present again.
+        self.session.set_status(sessions.WAITING_AGREEMENT)
         with self._waiting_for("agreement"):
             self._pending = request
             try:
@@ -371,9 +375,8 @@ class Conversation:
                     if kind == "stop":
                         return None
                     if kind == "answer":
+                        self.session.set_status(sessions.ACTIVE)
                         return value  # type: ignore[no-any-return]
-                    if kind == "message":  # typed into the chat instead: the client's feedback
-                        return agreement.Answer(False, proposal.digest, feedback=str(value))
             finally:
                 self._pending = None
 

@@ -142,7 +142,11 @@ def read_note(path: Path) -> dict[str, Any] | None:
 
 
 def _names_live_holder(note: dict[str, Any] | None) -> bool:
-    pid = note.get("pid") if note else None
+    return process_alive(note.get("pid") if note else None)
+
+
+def process_alive(pid: object) -> bool:
+    """Whether `pid` names a running process (read from a note or a journal)."""
     # Threat: pid 0 and negative pids name process groups (os.kill(-1, 0) asks about every
     # process), which would make any hand-edited note look alive.
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:

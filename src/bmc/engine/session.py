@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 
 from bmc.engine.conversation import clear_old_context, unanswered_calls
 from bmc.engine.journal import Journal, Record, read_journal
-from bmc.engine.lock import ProjectLock, live_holder_session
+from bmc.engine.lock import ProjectLock, live_holder_session, process_alive
 from bmc.engine.usage import RunUsage, TurnUsage
 from bmc.errors import UserError
 from bmc.workspace.paths import Project
@@ -94,7 +95,9 @@ class Session:
         (or ends it), a wait that may last days: the journal is committed and its file let
         go first (the next record opens it again)."""
         self.status, self.detail = status, detail
-        self.journal.append("status", {"status": status, "detail": detail})
+        # The pid says who waits: a surface can tell a session waiting in another window
+        # (leave it be) from one whose process was killed at the question (present it again).
+        self.journal.append("status", {"status": status, "detail": detail, "pid": os.getpid()})
         if status != ACTIVE:
             self.journal.close()
 
@@ -258,6 +261,8 @@ class SessionSummary:
     turns: int
     cost: float
     updated: str
+    # A live process other than this one that waits on the session for a person (its pid).
+    waiting_in: int | None = None
 
 
 def list_sessions(project: Project) -> list[SessionSummary]:
@@ -274,14 +279,16 @@ def list_sessions(project: Project) -> list[SessionSummary]:
             continue
         header = read.records[0].data
         usage = RunUsage(model=header.get("model", ""))
-        status = ACTIVE
+        status, pid = ACTIVE, None
         for record in read.records:
             if record.kind == "usage":
                 usage.add(TurnUsage(**record.data))
             elif record.kind == "status":
-                status = record.data["status"]
+                status, pid = record.data["status"], record.data.get("pid")
         if status == ACTIVE and running != path.stem:
             status = INTERRUPTED_STATUS
+        waiting = status in (WAITING_AGREEMENT, WAITING_CONSULTANT) and isinstance(pid, int)
+        elsewhere = pid if waiting and pid != os.getpid() and process_alive(pid) else None
         summaries.append(
             SessionSummary(
                 path.stem,
@@ -290,6 +297,7 @@ def list_sessions(project: Project) -> list[SessionSummary]:
                 len(usage.turns),
                 usage.cost,
                 read.records[-1].time,
+                elsewhere,
             )
         )
     return summaries

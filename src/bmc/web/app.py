@@ -127,8 +127,13 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
     def _present_pending_agreement(project: Project) -> Live | None:
         """A session left waiting for an agreement (a closed tab, a restart, kill -9) is
         resumed so the engine presents the agreement again: no model call is made before
-        the person answers."""
-        waiting = [s for s in views.sessions(project) if s.status == "waiting for agreement"]
+        the person answers. One still waiting in a live window elsewhere (a terminal's
+        prompt) is left to it: `bmc agree` or that window answers it."""
+        waiting = [
+            s
+            for s in views.sessions(project)
+            if s.status == "waiting for agreement" and s.waiting_in is None
+        ]
         if not waiting or live_holder(project) is not None:
             return None
         try:
