@@ -32,6 +32,18 @@ async function post(url, body) {
   return data;
 }
 
+// A link in a model reply, a research file or a document leads away from the workspace: it
+// opens in a new tab (the chat and a pending agreement stay where they are), and tells the
+// site nothing about this page.
+function outward(container) {
+  for (const link of container.querySelectorAll("a[href]")) {
+    if (link.origin === window.location.origin) continue;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+  }
+  return container;
+}
+
 function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
@@ -68,6 +80,20 @@ function project(root) {
   let shown = null; // the agreement on screen: its digest is what an answer carries
 
   function scrollDown() { log.scrollTop = log.scrollHeight; }
+
+  // The consultant's own words: shown as soon as the server took them, and again from the
+  // run's events (`ConsultantSaid`, when the server logs them) for a reload or a second tab.
+  // Whichever comes second is the same message, not a new one.
+  const sentHere = [];
+  const loggedThere = [];
+  function said(text, fromRun) {
+    const [mine, theirs] = fromRun ? [loggedThere, sentHere] : [sentHere, loggedThere];
+    const seen = theirs.indexOf(text);
+    if (seen >= 0) { theirs.splice(seen, 1); return; }
+    mine.push(text);
+    log.append(el("div", "msg consultant", text));
+    scrollDown();
+  }
   function notice(text) { log.append(el("div", "notice", text)); scrollDown(); }
 
   function connect() {
@@ -78,7 +104,11 @@ function project(root) {
 
   function handle(e) {
     switch (e.type) {
+      case "ConsultantSaid":
+        said(e.text, true);
+        break;
       case "ReplyStarted":
+        hideAgreement(); // answered: the model goes on (after feedback, or after a yes)
         current = el("div", "msg assistant streaming");
         log.append(current);
         break;
@@ -94,7 +124,7 @@ function project(root) {
         break;
       case "ReplyFinished":
         if (current) {
-          if (e.html) { current.innerHTML = e.html; current.classList.remove("streaming"); }
+          if (e.html) { current.innerHTML = e.html; outward(current); current.classList.remove("streaming"); }
           else if (!current.textContent) current.remove();
         }
         current = null;
@@ -129,7 +159,7 @@ function project(root) {
       case "Stopped":
         root.dataset.state = "stopped";
         hideAgreement();
-        if (e.exit_code !== 0) notice(e.reason);
+        if (e.reason) notice(e.reason);
         if (source) source.close();
         source = null;
         loadDocuments();
@@ -152,7 +182,11 @@ function project(root) {
     items.replaceChildren(...e.items.map((item) => el("li", "", item)));
     document.getElementById("agreement-scope").textContent = e.scope ? `Scope: ${e.scope}` : "";
     document.getElementById("agreement-rendered").innerHTML = e.html; // made by the server, escaped
+    outward(document.getElementById("agreement-rendered"));
     document.getElementById("agreement-markdown").textContent = e.markdown;
+    // The documents panel turns to the document being agreed, as the client will read it.
+    const agreed = [...document.querySelectorAll("#documents section[data-path]")].find((s) => s.dataset.path === e.document);
+    if (agreed) selectTab(document.querySelector(`#documents [role="tab"][data-tab="${agreed.id}"]`));
     document.getElementById("agree").disabled = false;
     document.getElementById("send-feedback").disabled = false;
     panel.hidden = false;
@@ -164,21 +198,27 @@ function project(root) {
     document.getElementById("agreement").hidden = true;
   }
 
-  async function answer(body, button) {
-    button.disabled = true; // a double click sends one answer
+  async function answer(body) {
+    // One answer per agreement shown: a double click, or Agree then Send feedback, sends one.
+    const buttons = [document.getElementById("agree"), document.getElementById("send-feedback")];
+    for (const button of buttons) button.disabled = true;
     try {
       await post(`${base}/answer`, { digest: shown, ...body });
       say(body.agreed ? "Your yes was sent." : "The client's feedback was sent.");
+      if (!body.agreed) document.getElementById("client-feedback").value = "";
     } catch (error) {
       say(error.message, true);
-      button.disabled = false;
+      for (const button of buttons) button.disabled = false;
     }
   }
 
-  document.getElementById("agree").addEventListener("click", (event) =>
-    answer({ agreed: true, contact: document.getElementById("client-contact").value }, event.currentTarget));
-  document.getElementById("send-feedback").addEventListener("click", (event) =>
-    answer({ agreed: false, feedback: document.getElementById("client-feedback").value }, event.currentTarget));
+  document.getElementById("agree").addEventListener("click", () =>
+    answer({ agreed: true, contact: document.getElementById("client-contact").value }));
+  document.getElementById("send-feedback").addEventListener("click", () => {
+    const feedback = document.getElementById("client-feedback");
+    if (!feedback.value.trim()) { say("Write the client's feedback first.", true); feedback.focus(); return; }
+    answer({ agreed: false, feedback: feedback.value });
+  });
 
   document.getElementById("composer").addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -186,9 +226,8 @@ function project(root) {
     if (!text) { say("Type a message first.", true); return; }
     try {
       await post(`${base}/send`, { text });
-      log.append(el("div", "msg consultant", text));
+      said(text, false);
       message.value = "";
-      scrollDown();
     } catch (error) { say(error.message, true); }
   });
 
@@ -209,25 +248,35 @@ function project(root) {
   for (const button of document.querySelectorAll("button.start")) {
     button.addEventListener("click", async () => {
       const opening = document.getElementById("opening");
+      say(`Starting ${button.dataset.skill}…`); // the first start of a server takes a few seconds
+      button.disabled = true;
       try {
         await post(`${base}/start`, { skill: button.dataset.skill, message: opening.value, ...runOptions() });
         log.replaceChildren();
-        if (opening.value.trim()) log.append(el("div", "msg consultant", opening.value.trim()));
+        if (opening.value.trim()) said(opening.value.trim(), false);
         opening.value = "";
         say(`${button.dataset.skill} started.`);
         connect();
       } catch (error) { say(error.message, true); }
+      button.disabled = false;
     });
   }
 
   for (const button of document.querySelectorAll("button.resume")) {
     button.addEventListener("click", async () => {
+      say(`Resuming session ${button.dataset.session}…`);
+      button.disabled = true;
       try {
         await post(`${base}/resume`, { session: button.dataset.session, ...runOptions() });
-        log.replaceChildren();
+        // The transcript on screen stays when it is this session's: it goes on from there.
+        if (log.dataset.session !== button.dataset.session) log.replaceChildren();
+        notice(`Session ${button.dataset.session} resumed.`);
+        const interrupted = document.getElementById("interrupted");
+        if (interrupted) interrupted.hidden = true;
         say(`Session ${button.dataset.session} resumed.`);
         connect();
       } catch (error) { say(error.message, true); }
+      button.disabled = false;
     });
   }
 
@@ -278,7 +327,18 @@ function project(root) {
   }
 
   function wireDocuments() {
-    const holder = document.getElementById("documents");
+    const holder = outward(document.getElementById("documents"));
+    // The stages and the decisions log as they are now, when the server sent them along.
+    const now = holder.querySelector(".now");
+    if (now) {
+      const stages = now.querySelector("ol.stages");
+      const shownStages = root.querySelector(":scope > ol.stages");
+      if (stages && shownStages) shownStages.replaceWith(stages);
+      const decisions = root.querySelector(".decisions");
+      if (decisions) decisions.replaceChildren(...now.querySelector(".decisions-now").childNodes);
+      if (decisions) outward(decisions);
+      now.remove();
+    }
     for (const tab of holder.querySelectorAll('[role="tab"]')) tab.addEventListener("click", () => selectTab(tab));
     for (const button of holder.querySelectorAll("button[data-edit]")) button.addEventListener("click", () => edit(button.dataset.edit));
   }
@@ -322,5 +382,7 @@ function project(root) {
   document.getElementById("editor-cancel").addEventListener("click", () => { document.getElementById("editor").hidden = true; });
 
   wireDocuments(); // the panel came with the page; it is fetched again as documents change
+  outward(log);
+  for (const decisions of document.querySelectorAll(".decisions")) outward(decisions);
   if (root.dataset.live === "yes") connect();
 }
