@@ -25,9 +25,8 @@ writes the missing draft, and both turn valid in the documents panel.
   attribute, no `javascript:` or `data:` link, before and after a reload; a real link opens
   in a new tab.
 
-Two known gaps are strict xfails, so they turn red once fixed and their marks come off: a
-remote image in a document is rendered as an <img> the CSP has to block (views.py), and a
-second tab or a reload mid-run does not show the consultant's own words (live.py).
+Also: a remote image in a document is never fetched (markdown images are off), and a second
+tab or a reload mid-run shows the consultant's own words as well as the assistant's.
 
 The first test also takes the screenshots of docs/ (engagements, a project mid-chat, the
 agreement); they are written into docs/ only with BMC_WEB_SCREENSHOTS=1, so a test run leaves
@@ -576,7 +575,8 @@ def hostile_draft(residents: str, quote: str) -> str:
 def assert_nothing_ran(page: Page, console: list[str]) -> None:
     found = page.evaluate(NOTHING_RAN)
     assert found["pwned"] == "undefined"
-    assert found["scripts"] == ["/static/app.js"]
+    # The page's own script, named with its version (a query the browser keeps in `src`).
+    assert [src.split("?")[0] for src in found["scripts"]] == ["/static/app.js"]
     assert found["handlers"] == [] and found["links"] == [] and found["embedded"] == []
     assert console == [], "\n".join(console)
 
@@ -659,12 +659,6 @@ def test_hostile_research_drafts_and_replies_are_shown_as_text_and_never_run(
     model.assert_finished()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="views.safe_markdown renders ![alt](https://...) as a remote <img>: the CSP blocks "
-    "the request (and logs an error), but a document or a reply should not try to fetch at "
-    "all; the fix is markdown-it's image rule disabled in views._MARKDOWN",
-)
 def test_a_remote_image_in_a_document_is_not_fetched(
     tmp_path: Path, scripted: Callable[..., ScriptedModel], servers: Any, tab: Browsing
 ) -> None:
@@ -681,12 +675,6 @@ def test_a_remote_image_in_a_document_is_not_fetched(
     assert tab.console == [], "\n".join(tab.console)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the run's event log holds the model's words but not the consultant's (the opening "
-    "and each message sent): a reload or a second tab mid-run shows the assistant answering "
-    "nobody; live.Live should log a ConsultantSaid event, which app.js already shows",
-)
 def test_a_second_tab_mid_run_shows_the_consultants_own_words(
     tmp_path: Path, scripted: Callable[..., ScriptedModel], servers: Any, tab: Browsing
 ) -> None:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bmc.documents import stages
+from bmc.documents import gate, stages
 from bmc.documents.render import render_pages, render_project
 from bmc.documents.skills import check_requires, scan_skills
 from bmc.documents.validate import make_validator, validate_project
@@ -41,6 +42,10 @@ from bmc.web.security import ServerSecret
 from bmc.workspace.paths import Project, atomic_write, init_project, locate
 
 HERE = Path(__file__).parent
+# Names the static files in the page, so a new bmc's script is never taken from a cache.
+STATIC_VERSION = hashlib.sha256(
+    b"".join(path.read_bytes() for path in sorted((HERE / "static").iterdir()))
+).hexdigest()[:10]
 MAX_MESSAGE = 20_000  # characters: a chat message, or an opening
 MAX_DOCUMENT = 1_000_000  # bytes: a document saved from the page's editor
 
@@ -69,7 +74,9 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
     )
 
     def page(name: str, **context: Any) -> HTMLResponse:
-        html = templates.get_template(name).render(csrf=secret.csrf_token(), **context)
+        html = templates.get_template(name).render(
+            csrf=secret.csrf_token(), version=STATIC_VERSION, **context
+        )
         return HTMLResponse(html)
 
     def project_of(request: Request) -> Project:
@@ -191,7 +198,9 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
         skill = _text(body, "skill", 100)
         opening = _text(body, "message", MAX_MESSAGE, required=False) or None
         _not_running(project)
-        hub.begin(project, lambda: api.start(project, skill, _run_options(body, skill), opening))
+        hub.begin(
+            project, lambda: api.start(project, skill, _run_options(body, skill), opening), opening
+        )
         return JSONResponse({"started": skill})
 
     async def resume(request: Request) -> Response:
@@ -264,8 +273,14 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
 
     async def documents_fragment(request: Request) -> Response:
         project = project_of(request)
+
+        def now() -> dict[str, Any]:
+            # The stages and the decisions log as they are now, for the page to refresh.
+            return {"status": views.project_status(project), "decisions": views.decisions(project)}
+
         documents = await run_in_threadpool(views.documents, project)
-        return page("documents.html", project=project, documents=documents)
+        current = await run_in_threadpool(now)
+        return page("documents.html", project=project, documents=documents, now=current)
 
     async def state(request: Request) -> Response:
         project = project_of(request)
@@ -310,10 +325,11 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
         project = project_of(request)
         path = _governed(project, request.query_params.get("path", ""))
         try:
-            text = (project.project_dir / path).read_text("utf-8")
+            data = (project.project_dir / path).read_bytes()
         except FileNotFoundError:
-            text = ""
-        return JSONResponse({"path": path, "text": text})
+            data = b""
+        text = data.decode("utf-8", errors="replace")
+        return JSONResponse({"path": path, "text": text, "digest": gate.digest(data)})
 
     async def save(request: Request) -> Response:
         """A person's edit, checked by the same rules as the model's writes; nothing is
@@ -325,7 +341,15 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
         text = body.get("text")
         if not isinstance(text, str) or len(text.encode("utf-8")) > MAX_DOCUMENT:
             raise UserError("the document must be text of at most 1 MB.")
+        started_from = body.get("digest")
         with ProjectLock(project).hold("the web page (a saved edit)"):
+            # A stale page: the file changed (the model wrote it, a colleague saved it) since
+            # the editor opened it, and saving would silently drop that change.
+            if isinstance(started_from, str) and started_from != _digest_of(project, path):
+                raise UserError(
+                    f"{path} changed since you opened it: nothing was saved; copy your edit, "
+                    "reload the page and edit the new version."
+                )
             problems, _warnings = make_validator(project)(path, text)
             if problems:
                 return JSONResponse(
@@ -337,6 +361,21 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
                 )
             atomic_write(project.project_dir / path, text)
         return JSONResponse({"saved": path})
+
+    def _digest_of(project: Project, path: str) -> str:
+        try:
+            return gate.digest((project.project_dir / path).read_bytes())
+        except FileNotFoundError:
+            return gate.digest(b"")
+
+    async def proposal(request: Request) -> Response:
+        """What `bmc agree STAGE` would show, for agreeing outside a chat in the page."""
+        project = project_of(request)
+        stage = stages.packaged().named(request.query_params.get("stage", ""))
+        ready = await run_in_threadpool(agreement.check_ready, project, stage)
+        shown = asdict(agreement.presented(ready, ""))
+        shown["html"] = str(views.safe_markdown(shown["markdown"]))
+        return JSONResponse(shown)
 
     def _governed(project: Project, path: str) -> str:
         # Threat: a path parameter reaching outside the project, or at a gate, the log or
@@ -417,8 +456,9 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
         Route("/p/{org}/{slug}/validate", _guarded(validate), methods=["POST"]),
         Route("/p/{org}/{slug}/render", _guarded(render), methods=["POST"]),
         Route("/p/{org}/{slug}/agree", _guarded(agree_outside), methods=["POST"]),
+        Route("/p/{org}/{slug}/proposal", _guarded(proposal)),
         Route("/p/{org}/{slug}/upload", _guarded(upload), methods=["POST"]),
-        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        Mount("/static", _CachedStatic(directory=HERE / "static"), name="static"),
     ]
 
     @contextlib.asynccontextmanager
@@ -431,6 +471,18 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.hub = hub
     return app
+
+
+class _CachedStatic(StaticFiles):
+    """The page's own script and styles, kept by the browser for a day: they change only
+    with bmc, and the page names them with a digest of their bytes (`STATIC_VERSION`), so a
+    new bmc's script is never taken from the cache."""
+
+    async def get_response(self, path: str, scope: Any) -> Response:
+        response = await super().get_response(path, scope)
+        if response.status_code == 200:
+            response.headers["cache-control"] = "private, max-age=86400"
+        return response
 
 
 class NotFound(UserError):

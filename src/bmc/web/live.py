@@ -36,7 +36,12 @@ class Live:
     """One running conversation and its event log."""
 
     def __init__(
-        self, project: Project, conversation: Any, loop: asyncio.AbstractEventLoop, render: Any
+        self,
+        project: Project,
+        conversation: Any,
+        loop: asyncio.AbstractEventLoop,
+        render: Any,
+        opening: str | None = None,
     ) -> None:
         self.project = project
         self.conversation = conversation
@@ -53,6 +58,11 @@ class Live:
         # run (before a restart of the server, or of an earlier session) gets this run's
         # events from the start, not only those numbered above its old count.
         self.run = secrets.token_hex(4)
+        if opening:
+            # The consultant's own words are no event of the engine's, but a reload or a
+            # second tab must see what the assistant is answering.
+            with self._guard:
+                self._append({"type": "ConsultantSaid", "text": opening})
         self._pump = threading.Thread(target=self._run, daemon=True, name="bmc-web-pump")
         self._pump.start()
 
@@ -125,6 +135,8 @@ class Live:
                 raise UserError("the assistant is still working: wait for it to hand back to you.")
             self.conversation.send(text)
             self.state = "working"
+            # Logged under the guard the pump needs to publish: before any reply to it.
+            self._append({"type": "ConsultantSaid", "text": text})
 
     def answer(self, reply: agreement.Answer) -> None:
         """A person's answer, once per agreement shown: a double click on Agree is refused
@@ -160,11 +172,14 @@ class Live:
         data = {"type": type(event).__name__, **dataclasses.asdict(event)}
         with self._guard:  # the state changes with the log, as `send` and `answer` read it
             self._note(event, data)
-            data["id"] = next(self._ids)
-            data["run"] = self.run
-            self.log.append(data)
-            listeners = list(self._listeners)
-        for queue in listeners:
+            self._append(data)
+
+    def _append(self, data: dict[str, Any]) -> None:
+        """Number the event, keep it, and hand it to every open page. Hold `_guard`."""
+        data["id"] = next(self._ids)
+        data["run"] = self.run
+        self.log.append(data)
+        for queue in self._listeners:
             self._loop.call_soon_threadsafe(queue.put_nowait, data)
 
     def _note(self, event: events.Event, data: dict[str, Any]) -> None:
@@ -211,14 +226,16 @@ class Hub:
         live = self.get(project)
         return live if live is not None and live.running else None
 
-    def begin(self, project: Project, open_conversation: Callable[[], Any]) -> Live:
+    def begin(
+        self, project: Project, open_conversation: Callable[[], Any], opening: str | None = None
+    ) -> Live:
         """Run what `open_conversation` starts (or resumes), unless one already runs here."""
         with self._guard:
             current = self._live.get(key_of(project))
             if current is not None and current.running:
                 return current
             loop = asyncio.get_running_loop()
-            live = Live(project, open_conversation(), loop, self._render)
+            live = Live(project, open_conversation(), loop, self._render, opening)
             self._live[key_of(project)] = live
             return live
 

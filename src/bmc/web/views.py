@@ -24,7 +24,10 @@ from bmc.workspace.paths import Project
 
 # CommonMark with raw HTML off: `<script>` in a document or a reply is shown as text. Links
 # keep markdown-it's own check (no `javascript:`, `vbscript:`, `file:` or non-image `data:`).
-_MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+# Images are off too: a document or a reply must not make the browser fetch anything.
+_MARKDOWN = (
+    MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table").disable("image")
+)
 
 
 def safe_markdown(text: str) -> Markup:
