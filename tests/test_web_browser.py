@@ -245,7 +245,7 @@ def open_project(page: Page, server: Server) -> None:
     """The printed link, then the project from the engagements page."""
     page.goto(server.url)
     page.get_by_role("link", name=SLUG).click()
-    expect(page.get_by_role("heading", name="Chat")).to_be_visible()
+    expect(page.get_by_role("heading", name="Chat", exact=True)).to_be_visible()
     expect(page.get_by_role("tablist", name="Documents")).to_be_visible()
 
 
@@ -703,3 +703,26 @@ def test_a_second_tab_mid_run_shows_the_consultants_own_words(
     expect(consultant).to_have_text([OPENING, "The UK routes, please."], timeout=3_000)
     expect(conversation(page).locator(".msg.consultant")).to_have_count(2)  # no echo twice
     model.assert_finished()
+
+
+def test_agreeing_outside_a_chat_is_the_same_click_on_the_same_document(
+    tmp_path: Path, scripted: Callable[..., ScriptedModel], servers: Any, tab: Browsing
+) -> None:
+    """As `bmc agree segments`, from the page: the segments document as it is now, the
+    client contact, Agree; the gate is exactly those bytes, with no session and no model."""
+    project = prepare(tmp_path, complete=True)
+    page = tab.page
+    open_project(page, servers(project.workspace, scripted({"steps": []})))
+    page.get_by_role("button", name="Agree the segments", exact=True).click()
+    agreement_shown(page)
+    assert page.get_by_role("button", name="Send feedback", exact=True).is_hidden()
+    page.get_by_label("Client contact").fill("Fiona Galbraith, Commercial Director")
+    page.get_by_role("button", name="Agree", exact=True).click()
+    expect(page.locator("#status-line")).to_contain_text("written and recorded in decisions.md")
+
+    segments = (project.project_dir / "segments/segments.md").read_bytes()
+    assert (project.project_dir / "segments/segments.agreed.md").read_bytes() == segments
+    decisions = (project.project_dir / "decisions.md").read_text("utf-8")
+    assert "Fiona Galbraith, Commercial Director (client)" in decisions
+    assert not list((project.state_dir / "sessions").glob("*.jsonl"))  # no chat was needed
+    assert tab.console == [], "\n".join(tab.console)

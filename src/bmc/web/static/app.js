@@ -196,9 +196,41 @@ function project(root) {
   function hideAgreement() {
     shown = null;
     document.getElementById("agreement").hidden = true;
+    for (const id of ["send-feedback", "client-feedback"]) document.getElementById(id).hidden = false;
+    document.querySelector('label[for="client-feedback"]').hidden = false;
+  }
+
+  // Agreeing outside a chat (as `bmc agree STAGE`): the same panel, answered by /agree.
+  let outside = null; // the stage key while the panel shows such a proposal
+  for (const button of document.querySelectorAll("button.agree-outside")) {
+    button.addEventListener("click", async () => {
+      try {
+        const response = await fetch(`${base}/proposal?stage=${encodeURIComponent(button.dataset.stage)}`, { credentials: "same-origin" });
+        const data = await response.json();
+        if (!response.ok) throw new Error(data.error || `The server answered ${response.status}.`);
+        outside = button.dataset.stage;
+        showAgreement(data);
+        document.getElementById("send-feedback").hidden = true;
+        document.querySelector('label[for="client-feedback"]').hidden = true;
+        document.getElementById("client-feedback").hidden = true;
+      } catch (error) { say(error.message, true); }
+    });
+  }
+
+  async function agreeOutside(contact) {
+    const agree = document.getElementById("agree");
+    agree.disabled = true;
+    try {
+      const data = await post(`${base}/agree`, { stage: outside, digest: shown, contact, as: document.getElementById("opt-as").value });
+      say(`Agreed: ${data.agreed} written and recorded in decisions.md.`);
+      outside = null;
+      hideAgreement();
+      loadDocuments();
+    } catch (error) { say(error.message, true); agree.disabled = false; }
   }
 
   async function answer(body) {
+    if (outside && body.agreed) { agreeOutside(body.contact); return; }
     // One answer per agreement shown: a double click, or Agree then Send feedback, sends one.
     const buttons = [document.getElementById("agree"), document.getElementById("send-feedback")];
     for (const button of buttons) button.disabled = true;
@@ -354,12 +386,14 @@ function project(root) {
   }
 
   let editing = null;
+  let editingFrom = null;
   async function edit(path) {
     try {
       const response = await fetch(`${base}/file?path=${encodeURIComponent(path)}`, { credentials: "same-origin" });
       const data = await response.json();
       if (!response.ok) throw new Error(data.error);
       editing = path;
+      editingFrom = data.digest; // a save of a file changed meanwhile is refused
       document.getElementById("editor-path").textContent = path;
       document.getElementById("editor-text").value = data.text;
       document.getElementById("editor-problems").replaceChildren();
@@ -369,7 +403,7 @@ function project(root) {
 
   document.getElementById("editor-save").addEventListener("click", async () => {
     try {
-      await post(`${base}/save`, { path: editing, text: document.getElementById("editor-text").value });
+      await post(`${base}/save`, { path: editing, digest: editingFrom, text: document.getElementById("editor-text").value });
       say(`${editing} saved.`);
       document.getElementById("editor").hidden = true;
       loadDocuments();
