@@ -631,3 +631,19 @@ def test_any_tool_input_gets_an_outcome_never_an_exception(
     outcome = tb.run(name, tool_input)
     assert isinstance(outcome, ToolOutcome) and outcome.text
     _assert_same(_outside_project(world), before)
+
+
+def test_the_ascii_shortcut_of_fold_gives_what_the_full_rule_gives() -> None:
+    import unicodedata
+
+    from bmc.workspace.confine import fold
+
+    def full(name: str) -> str:
+        name = unicodedata.normalize("NFKC", name)
+        name = "".join(ch for ch in name if unicodedata.category(ch) != "Cf")
+        return name.casefold().rstrip(". ")
+
+    ascii_chars = [chr(i) for i in range(128)]
+    names = [*ascii_chars, *(a + b for a in ascii_chars for b in ascii_chars)]
+    names += [".BMC", "Decisions.MD.", "brief.AGREED.md . ", "nul.md", "x:y"]
+    assert all(fold(name) == full(name) for name in names)

@@ -27,7 +27,8 @@ create a file or folder whose name one of them cannot hold (`a\\b.md`, `nul.md`,
 
 The roots are resolved once per `Confinement` (a person does not move the project during a
 session); every path is still canonicalised by `resolve_path` on every call, and must lie
-inside both the roots `resolve_path` resolves then and the ones resolved here.
+inside both the roots `resolve_path` resolves then and the ones resolved here. Each mount has
+its own SDK context with the same four permitted roots, the mount first (see `__init__`).
 """
 
 from __future__ import annotations
@@ -87,6 +88,10 @@ def fold(name: str) -> str:
     spaces; NFKC folds fullwidth and compatibility letters (`ｄecisions.md`); invisible format
     characters (zero-width space) are dropped.
     """
+    if name.isascii():
+        # The same answer, cheaper: NFKC leaves ASCII as it is, no ASCII character is a
+        # format character, and ASCII case-folds as it lowercases.
+        return name.lower().rstrip(". ")
     name = unicodedata.normalize("NFKC", name)
     name = "".join(ch for ch in name if unicodedata.category(ch) != "Cf")
     return name.casefold().rstrip(". ")
@@ -207,10 +212,19 @@ class Confinement:
         )
         read_only = ["inbox", "skill"] if resources_writable else ["inbox", "skill", "resources"]
         self._read_only = [(mount, _folded_parts(self.real[mount])) for mount in read_only]
-        # The SDK primitive does the symlink-aware canonicalisation and containment.
-        self.ctx = AgentToolContext(
-            workdir=self.real[PROJECT], allowed_roots=[self.real[m] for m in MOUNTS]
-        )
+        # The SDK primitive does the symlink-aware canonicalisation and containment. One
+        # context per mount, all with the same four permitted roots: the mount a path is
+        # spelled under is the context's `workdir`, which `resolve_path` resolves and checks
+        # first, so a path that stays in its mount costs two walks, not three (the SDK
+        # resolves the other roots only for a path that leaves its mount, by a symlink).
+        self.contexts: dict[str, AgentToolContext] = {
+            mount: AgentToolContext(
+                workdir=self.real[mount],
+                allowed_roots=[self.real[m] for m in (PROJECT, *MOUNTS) if m != mount],
+            )
+            for mount in self.real
+        }
+        self.ctx = self.contexts[PROJECT]
         self.resources_writable = resources_writable
 
     # -- resolving one path -------------------------------------------------------------
@@ -222,7 +236,7 @@ class Confinement:
         self._check_spelling(parts, for_write=for_write)
         mount = parts[0] if parts and parts[0] in MOUNTS else PROJECT
         rest = parts[1:] if mount != PROJECT else parts
-        canonical = self._canonical(self.real[mount].joinpath(*rest))
+        canonical = self._canonical(mount, self.real[mount].joinpath(*rest))
         where, rel_parts = self._locate(canonical)
         self._check_canonical(canonical, where, rel_parts, for_write=for_write)
         if for_write:
@@ -296,11 +310,11 @@ class Confinement:
         if parts and parts[0] not in MOUNTS and is_decisions(parts[0]):
             raise Refused("decisions.md is the runner's log of agreements and is not writable")
 
-    def _canonical(self, mapped: Path) -> Path:
+    def _canonical(self, mount: str, mapped: Path) -> Path:
         """Follow every symlink (the leaf too, even dangling) and check containment: the SDK's
         `resolve_path`. Threat: links to /etc, to a sibling project, dangling links out, loops."""
         try:
-            return resolve_path(self.ctx, str(mapped))
+            return resolve_path(self.contexts[mount], str(mapped))
         except ValueError as e:
             cause = e.__cause__
             reason = fs_reason(cause) if isinstance(cause, OSError) else OUTSIDE
