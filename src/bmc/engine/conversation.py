@@ -135,25 +135,47 @@ def _clear_inputs(call: dict[str, Any]) -> bool:
 
 class SizeMemo:
     """`estimate_tokens` without re-serialising the whole conversation every turn (it grows
-    with the session): each message's size is kept until its block count changes (tool
-    results are appended to the last message) or a clearing rewrites blocks (`forget`)."""
+    with the session), and without walking it either: a running total of the messages
+    before the last, which never change again (only the last message grows, as tool
+    results are merged into it), plus the last one's size, kept until its block count
+    changes. A clearing rewrites old blocks (`forget`); another list, or a shorter one, or
+    another message where the total stopped, starts the count again."""
 
     def __init__(self) -> None:
-        self._sizes: dict[int, tuple[int, int]] = {}
+        self.forget()
 
     def estimate(self, system: str, messages: list[dict[str, Any]]) -> int:
-        total = len(system)
-        for message in messages:
-            blocks = len(message["content"]) if isinstance(message["content"], list) else -1
-            known = self._sizes.get(id(message))
-            if known is None or known[0] != blocks:
-                known = (blocks, len(json.dumps(message, ensure_ascii=False)))
-                self._sizes[id(message)] = known
-            total += known[1]
+        settled = len(messages) - 1  # every message but the last is final
+        if (
+            id(messages) != self._list
+            or settled < self._counted
+            or (self._counted and id(messages[self._counted - 1]) != self._edge)
+        ):
+            self.forget()
+            self._list = id(messages)
+        if settled > self._counted:
+            self._total += sum(_chars(m) for m in messages[self._counted : settled])
+            self._counted = settled
+            self._edge = id(messages[settled - 1])
+        total = len(system) + self._total
+        if messages:
+            last = messages[-1]
+            blocks = len(last["content"]) if isinstance(last["content"], list) else -1
+            if self._last[:2] != (id(last), blocks):
+                self._last = (id(last), blocks, _chars(last))
+            total += self._last[2]
         return total // 4
 
     def forget(self) -> None:
-        self._sizes.clear()
+        self._list: int | None = None
+        self._counted = 0  # messages[:_counted] are in _total
+        self._total = 0
+        self._edge: int | None = None  # id of messages[_counted - 1]
+        self._last: tuple[int, int, int] = (0, 0, 0)  # id, block count, size of the last
+
+
+def _chars(message: dict[str, Any]) -> int:
+    return len(json.dumps(message, ensure_ascii=False))
 
 
 def estimate_tokens(system: str, messages: list[dict[str, Any]]) -> int:
