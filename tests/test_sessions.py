@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -475,16 +476,18 @@ def test_drift_is_reported_before_anything_is_sent(
 
 
 class SyncWatch:
-    """Which files were fsynced, with their size at the time (by inode)."""
+    """Which files were fsynced, with their size at the time (by inode), recorded once the
+    fsync has returned; `delay` makes every fsync that much slower (a loaded disk)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, delay: float = 0.0) -> None:
         self.synced: list[tuple[int, int]] = []
         real_fsync = os.fsync
 
         def fsync(fd: int) -> None:
             info = os.fstat(fd)
-            self.synced.append((info.st_ino, info.st_size))
+            time.sleep(delay)
             real_fsync(fd)
+            self.synced.append((info.st_ino, info.st_size))
 
         monkeypatch.setattr(os, "fsync", fsync)
 
@@ -526,18 +529,20 @@ def test_the_journal_is_durable_before_each_request_with_one_fsync_per_turn(
         }
     )
     client = anthropic.Anthropic(base_url=model.base_url, api_key="test-key", max_retries=0)
-    watch = SyncWatch(monkeypatch)
+    # The commit runs beside the SDK's request building: a slow disk shows whether the
+    # request still waits for it. Checked where it counts, as each request reaches the model.
+    watch = SyncWatch(monkeypatch, delay=0.05)
     unsynced_at_request: list[int] = []
-    send = client.messages.stream
+    answer = model._answer
 
-    def stream(**params: Any) -> Any:
+    def arriving(raw: bytes, headers: Any) -> Any:
         journal = journal_of(project)
         synced = watch.of(journal)
         on_disk = journal.stat().st_size
         unsynced_at_request.append(on_disk - (synced[-1] if synced else 0))
-        return send(**params)
+        return answer(raw, headers)
 
-    client.messages.stream = stream  # type: ignore[method-assign]
+    monkeypatch.setattr(model, "_answer", arriving)
 
     session = ui.start(
         project, "bmc-segments", RunOptions(client=client), TerminalDisplay(), Lines()
@@ -556,6 +561,39 @@ def test_the_journal_is_durable_before_each_request_with_one_fsync_per_turn(
     assert watch.of(journal)[-1] == journal.stat().st_size
     assert session.status == sessions.WAITING_CONSULTANT
     model.assert_finished()
+    # The helper thread that ran the commits ended with the run.
+    assert not [t for t in threading.enumerate() if t.name.startswith("bmc-journal")]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux's /proc")
+def test_a_journal_that_cannot_be_synced_sends_no_request(
+    project: Project, scripted: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = scripted(
+        {
+            "steps": [
+                {"reply": {"content": [call("toolu_h", "read", file_path="hypotheses.md")]}},
+                says("Read."),
+            ]
+        }
+    )
+    client = anthropic.Anthropic(base_url=model.base_url, api_key="test-key", max_retries=0)
+    real_fsync, failed = os.fsync, []
+
+    def failing(fd: int) -> None:
+        # The journal's commit after the first reply (before the second request) fails, once.
+        if model.requests and not failed and os.readlink(f"/proc/self/fd/{fd}").endswith(".jsonl"):
+            failed.append(fd)
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing)
+    with pytest.raises(BaseException):  # noqa: B017 (how the run reports it is not the point)
+        ui.start(project, "bmc-segments", RunOptions(client=client), TerminalDisplay(), Lines())
+    # The records of the first turn did not reach the disk then, so the second request never
+    # left (the session's close synced them afterwards).
+    assert failed
+    assert len(model.requests) == 1
 
 
 def test_a_session_under_the_lock_is_named_in_its_note_only_while_it_is_held(
