@@ -315,7 +315,7 @@ def test_engagements_lists_each_project_with_its_stages_and_init_makes_a_new_one
     assert "Tidewater Ferries Ltd" in page.text and f'href="{P}"' in page.text
     for stage in ("brief: agreed", "segments: valid", "canvas: missing"):
         assert stage in page.text
-    assert "agree it with the client" in page.text  # the next step
+    assert "Agree the segments with the client" in page.text  # the next step, in the page's words
 
     made = server.post("/init", {"org": "acme", "project": "growth-2027", "name": "Acme Ltd"})
     assert made.status_code == 200 and made.json() == {"url": "/p/acme/growth-2027"}

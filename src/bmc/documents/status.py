@@ -89,12 +89,36 @@ def _why_stale(project: Project, stage: Stage) -> str:
 
 
 def _next_step(stages: list[StageStatus], table: Mapping[str, Stage]) -> str:
+    return next_step(stages, table, COMMANDS)
+
+
+@dataclass(frozen=True)
+class Wording:
+    """How a surface names the next step's actions (the terminal's commands, the page's
+    buttons): the decision of what comes next is the same for both."""
+
+    run: str  # {skill}
+    agree: str  # {key}, {skill}
+    again: str  # {key}, {document}
+    done: str
+
+
+COMMANDS = Wording(
+    run="`bmc run {skill}` (or `bmc resume` if a session is under way).",
+    agree="agree it with the client: `bmc agree {key}` or in the {skill} session.",
+    again="review {document} and agree it again: `bmc agree {key}`.",
+    done="every stage is agreed: `bmc render` for the client.",
+)
+
+
+def next_step(stages: list[StageStatus], table: Mapping[str, Stage], words: Wording) -> str:
+    """The first thing to do, from the first stage that is not agreed."""
     for stage in stages:
         skill = table[stage.key].skill
         if stage.state in ("missing", "drafting"):
-            return f"`bmc run {skill}` (or `bmc resume` if a session is under way)."
+            return words.run.format(skill=skill)
         if stage.state == "valid":
-            return f"agree it with the client: `bmc agree {stage.key}` or in the {skill} session."
+            return words.agree.format(key=stage.key, skill=skill)
         if stage.state == "stale":
-            return f"review {stage.document} and agree it again: `bmc agree {stage.key}`."
-    return "every stage is agreed: `bmc render` for the client."
+            return words.again.format(key=stage.key, document=stage.document)
+    return words.done

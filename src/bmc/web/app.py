@@ -119,7 +119,7 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
             "project.html",
             project=project,
             org_name=project.org_name(),
-            status=views.project_status(project),
+            status=views.page_status(project),
             skills=_startable(project),
             sessions=views.sessions(project),
             transcript=[] if live and live.running else views.transcript(project, None),
@@ -276,7 +276,7 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
 
         def now() -> dict[str, Any]:
             # The stages and the decisions log as they are now, for the page to refresh.
-            return {"status": views.project_status(project), "decisions": views.decisions(project)}
+            return {"status": views.page_status(project), "decisions": views.decisions(project)}
 
         documents = await run_in_threadpool(views.documents, project)
         current = await run_in_threadpool(now)

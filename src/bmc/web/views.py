@@ -15,7 +15,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from bmc.documents import stages
-from bmc.documents.status import project_status
+from bmc.documents.status import ProjectStatus, Wording, next_step, project_status
 from bmc.documents.validate import validate_project
 from bmc.engine.journal import read_journal
 from bmc.engine.session import list_sessions, session_path
@@ -44,6 +44,22 @@ class Engagement:
     next_step: str
 
 
+# The next step in the page's own words: its buttons, not the terminal's commands.
+PAGE_WORDS = Wording(
+    run="Start {skill} (or resume its session).",
+    agree="Agree the {key} with the client: in the {skill} session, or with “Agree the {key}”.",
+    again="Review {document} and agree it again (“Agree the {key}”).",
+    done="Every stage is agreed: render the client pages.",
+)
+
+
+def page_status(project: Project) -> ProjectStatus:
+    """`bmc status` for the page: the same stages, the next step in the page's words."""
+    report = project_status(project)
+    step = next_step(report.stages, stages.packaged(), PAGE_WORDS)
+    return ProjectStatus(report.stages, step)
+
+
 def engagements(workspace: Path) -> list[Engagement]:
     """Every project under `clients/`, with each stage's state and the next step."""
     found = []
@@ -55,7 +71,7 @@ def engagements(workspace: Path) -> list[Engagement]:
         ):
             project = Project(workspace, org_dir.name, project_dir.name)
             try:
-                report = project_status(project)
+                report = page_status(project)
             except UserError:
                 continue
             found.append(
