@@ -45,6 +45,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -726,3 +727,59 @@ def test_agreeing_outside_a_chat_is_the_same_click_on_the_same_document(
     assert "Fiona Galbraith, Commercial Director (client)" in decisions
     assert not list((project.state_dir / "sessions").glob("*.jsonl"))  # no chat was needed
     assert tab.console == [], "\n".join(tab.console)
+
+
+def test_the_demo_in_the_browser_offers_the_scripted_lines_and_waits_for_a_click(
+    tmp_path: Path, tab: Browsing
+) -> None:
+    """`bmc demo --serve`: the scripted model plays the assistant; the person sends the
+    offered lines and agrees the brief with their own click."""
+    workspace = tmp_path / "demo"
+    env = {**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
+    command = [sys.executable, "-m", "bmc.cli", "demo", "--serve", "--no-browser"]
+    process = subprocess.Popen(
+        [*command, "--port", "0", "--workspace", str(workspace)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline(), process.stdout.readline()]
+        url = re.search(r"open (http://\S+)", lines[1])
+        assert url and f"The demo's workspace is {workspace}" in lines[0], lines
+        page = tab.page
+        page.goto(url[1])
+        page.get_by_role("link", name=SLUG).click()
+        assert "API key" not in page.content()  # the scripted model needs none
+        page.get_by_role("button", name="Start bmc-research", exact=True).click()
+        offered = page.locator("button.demo-line[data-skill='bmc-research']")
+        gate = workspace / "clients" / ORG / "projects" / SLUG / "brief.agreed.md"
+        sent, deadline = 0, time.monotonic() + 60
+        while not gate.exists():
+            assert time.monotonic() < deadline, "the demo's brief was never agreed"
+            agree = page.get_by_role("button", name="Agree", exact=True)
+            composer = page.get_by_role("textbox", name="Message", exact=True)
+            if agree.is_visible() and agree.is_enabled():
+                page.get_by_label("Client contact").fill("Fiona Galbraith, Commercial Director")
+                agree.click()
+            elif page.locator("#project").get_attribute("data-state") == "message":
+                offered.nth(sent).click()  # the scripted line lands in the message box
+                assert composer.input_value() == offered.nth(sent).get_attribute("data-line")
+                sent += 1
+                page.locator("#project").evaluate("node => { node.dataset.state = 'sent'; }")
+                page.get_by_role("button", name="Send", exact=True).click()
+            page.wait_for_timeout(100)
+        decisions = gate.with_name("decisions.md").read_text("utf-8")
+        assert "Stage 1: Engagement brief agreed" in decisions
+        assert "Fiona Galbraith, Commercial Director (client)" in decisions
+        assert tab.console == [], "\n".join(tab.console)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        if process.stdout:
+            process.stdout.close()
