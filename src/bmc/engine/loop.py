@@ -13,11 +13,8 @@ run a tool call that `max_tokens` cut off.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -120,17 +117,9 @@ class Agent:
     _sizes: SizeMemo = field(default_factory=lambda: SizeMemo(), init=False, repr=False)
     # The tool list, built once: it is fixed for the session (part of the cached prefix).
     _tools: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
-    _commits: _BackgroundCommit | None = field(default=None, init=False, repr=False)
 
     def run(self, messages: list[dict[str, Any]]) -> str:
         """Advance the conversation until the model ends its turn; returns the stop reason."""
-        try:
-            return self._run(messages)
-        finally:
-            if self._commits is not None:
-                self._commits.close()  # its helper thread ends with the run
-
-    def _run(self, messages: list[dict[str, Any]]) -> str:
         max_tokens = self.limits.max_tokens
         turns_here = cut_at_ceiling = 0
         while True:
@@ -226,31 +215,15 @@ class Agent:
     def _query(self, messages: list[dict[str, Any]], max_tokens: int) -> Any:
         """Stream one reply. The SDK retries failed requests itself; a stream that breaks
         after it started is not retried by the SDK, so the partial reply is dropped and the
-        turn asked again here, within one retry budget.
-
-        The journal's group commit (SPEC section 7: everything journaled is on disk before
-        the next request goes out) starts here on a helper thread, and the SDK waits for it
-        inside the request, after building it and before sending it (`_BackgroundCommit`):
-        the disk's wait overlaps the SDK's work instead of adding to it."""
-        commits = self._background_commit()
-        if commits is None:
-            return self._stream(self.client, messages, max_tokens)
-        commits.start()
-        try:
-            return self._stream(commits.client, messages, max_tokens)
-        finally:
-            commits.settle()  # never leave a sync running on the journal past this call
-
-    def _stream(self, client: Any, messages: list[dict[str, Any]], max_tokens: int) -> Any:
+        turn asked again here, within one retry budget."""
         params = self._request(messages, max_tokens)
         failures = 0
         while True:
             started = False
             try:
                 self.display.reply_started()
-                if client is self.client:  # no background commit: the commit happens here
-                    self.transcript.commit()  # the journal's group commit: once per request
-                with client.messages.stream(**params) as stream:
+                self.transcript.commit()  # the journal's group commit: once per request
+                with self.client.messages.stream(**params) as stream:
                     started = True
                     for event in stream:
                         if self.should_stop():
@@ -283,15 +256,6 @@ class Agent:
                 raise ModelError(f"the model failed {failures} times in a row: {reason}")
             self.display.reply_dropped(reason)
             time.sleep(min(0.5 * 2 ** (failures - 1), 8.0))
-
-    def _background_commit(self) -> _BackgroundCommit | None:
-        """The commit helper for this agent's client, made on first use; None for a client
-        that takes no middleware (a test double), which then commits before each request."""
-        if self._commits is None or self._commits.wraps is not self.client:
-            if not callable(getattr(self.client, "with_middleware", None)):
-                return None
-            self._commits = _BackgroundCommit(self.client, self.transcript.commit)
-        return self._commits
 
     def _continue_after_cut(self, messages: list[dict[str, Any]], content: list[dict]) -> None:
         # A tool call cut off by max_tokens may have half its input: never run it.
@@ -333,70 +297,6 @@ class Agent:
     def append(self, messages: list[dict[str, Any]], message: dict[str, Any]) -> None:
         self.transcript.message(message)
         messages.append(message)
-
-
-class _BackgroundCommit:
-    """The journal's commit, run beside the SDK's request building, waited for before the
-    request is sent.
-
-    `start()` runs `commit` (the transcript's fsync) on a helper thread. `client` is the
-    agent's client with one more middleware (the SDK's public `with_middleware`; it keeps the
-    client's own HTTP client, options and middleware). The SDK runs the middleware on the
-    calling thread for every attempt at a request, after preparing it and just before it is
-    built and sent; there `durable()` waits for the helper's commit, raises its error if it
-    failed (nothing is sent then), and commits once more on the calling thread. So whatever
-    the helper did, every record appended before an attempt is on disk before that attempt's
-    bytes leave, and the last commit is a no-op when the helper's covered everything.
-
-    Nothing else touches the journal meanwhile: the loop appends only after the reply, and
-    `Agent._query` waits for the helper (`settle`) before returning or raising."""
-
-    def __init__(self, client: Any, commit: Callable[[], None]) -> None:
-        self.wraps = client
-        self.client = client.with_middleware(self._middleware)
-        self._commit = commit
-        self._pending: Future[None] | None = None
-        self._helper: ThreadPoolExecutor | None = None  # from the first request of a run
-
-    def start(self) -> None:
-        # The helper needs the interpreter's lock to reach `fsync` (which then lets it go),
-        # and the caller, busy building the request, would not give it up for up to 5 ms:
-        # wait for the helper to begin instead, a few tens of microseconds.
-        began = threading.Event()
-
-        def run() -> None:
-            began.set()
-            self._commit()
-
-        if self._helper is None:
-            self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bmc-journal")
-        self._pending = self._helper.submit(run)
-        began.wait()
-
-    def durable(self) -> None:
-        """Every record appended so far is on disk when this returns; raises if not."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-        self._commit()
-
-    def settle(self) -> None:
-        """Wait for the helper's commit without raising: a failed commit leaves the records
-        unsynced, and the journal's next commit (or its close) tries again and raises."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            wait_for([pending])
-
-    def close(self) -> None:
-        """End the helper thread (a run is over); the next `start` makes another."""
-        self.settle()
-        helper, self._helper = self._helper, None
-        if helper is not None:
-            helper.shutdown(wait=True)
-
-    def _middleware(self, request: Any, call_next: Callable[[Any], Any]) -> Any:
-        self.durable()
-        return call_next(request)
 
 
 def _block(block: Any) -> dict[str, Any]:
