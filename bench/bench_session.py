@@ -52,7 +52,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -785,18 +784,6 @@ def run_bmc_session(project: Any, client: Any, display: Any) -> str:
     return session.status if session else "no session"
 
 
-def child_bmc_sync_commit(spec: dict[str, Any]) -> str:
-    """A diagnostic: bmc as `child_bmc` runs it, but with the journal's commit on the turn's
-    path, right before each request (as bmc did before the commit moved beside the SDK's
-    work, and as it still does for a client that takes no middleware). Set against
-    `child_bmc`, it prices that move. Uses the loop's private `_background_commit`."""
-    from bmc.engine.loop import Agent
-
-    if hasattr(Agent, "_background_commit"):
-        Agent._background_commit = lambda self: None  # type: ignore[method-assign]
-    return child_bmc(spec)
-
-
 def child_bmc_inline(spec: dict[str, Any]) -> str:
     """A diagnostic, not a way to run bmc: the same engine, its conversation run on the
     calling thread instead of a worker, and its events left unread (nothing is shown). Set
@@ -829,35 +816,28 @@ JOURNAL, TOOLS, CONFINE = "bmc.engine.journal", "bmc.workspace.tools", "bmc.work
 CHAT, LOOP, RULES = "bmc.terminal.chat", "bmc.engine.loop", "bmc.engine.conversation"
 INSTRUMENTED = [
     ("journal: Journal.append (one write per record)", JOURNAL, "Journal", "append"),
-    # The request's wait for the group commit, in the SDK middleware, just before it is sent.
-    ("journal: the request waits for the commit", LOOP, "_BackgroundCommit", "durable"),
-    # The commit itself runs on a helper thread beside the SDK's work (nested: only the wait
-    # above is on the turn's path). A bmc without the helper runs it on the turn's path.
-    ("  journal: Journal.commit (group commit, helper thread)", JOURNAL, "Journal", "commit"),
+    ("journal: Journal.commit (group commit)", JOURNAL, "Journal", "commit"),
     ("tools: Toolbox.run", TOOLS, "Toolbox", "run"),
     ("  path checks: Confinement.resolve", CONFINE, "Confinement", "resolve"),
     ("  atomic_write (file fsync, rename, folder fsync)", TOOLS, None, "atomic_write"),
     ("display: TerminalDisplay.tool", CHAT, "TerminalDisplay", "tool"),
     ("display: TerminalDisplay.text", CHAT, "TerminalDisplay", "text"),
     ("context size estimate (SizeMemo.estimate)", RULES, "SizeMemo", "estimate"),
-    ("tool_definitions (built once per agent)", LOOP, "Agent", "tool_definitions"),
+    ("tool_definitions (built once per agent since 2026-12-06)", LOOP, "Agent", "tool_definitions"),
     # The loop imports it by name: timed where the loop looks it up.
     ("with_cache_breakpoints", LOOP, None, "with_cache_breakpoints"),
     ("os.fsync, all callers", "os", None, "fsync"),
 ]
 FSYNC_LABEL = INSTRUMENTED[-1][0]
-WAIT_LABEL = INSTRUMENTED[1][0]
-PATH_LABEL = INSTRUMENTED[4][0]
-ATOMIC_LABEL = INSTRUMENTED[5][0]
-COMMIT_LABEL = INSTRUMENTED[2][0]
+PATH_LABEL = INSTRUMENTED[3][0]
+ATOMIC_LABEL = INSTRUMENTED[4][0]
+COMMIT_LABEL = INSTRUMENTED[1][0]
 # os.fsync calls split by the instrumented caller they ran inside.
 FSYNC_IN_WRITE = "  fsync in a document write (atomic_write)"
 FSYNC_IN_JOURNAL = "  fsync in the journal's commit"
 FSYNC_BY_CALLER = {ATOMIC_LABEL: FSYNC_IN_WRITE, COMMIT_LABEL: FSYNC_IN_JOURNAL}
 _TIMINGS: dict[str, list[float]] = {}
-# The instrumented calls under way on each thread, innermost last (the journal's commit runs
-# on a helper thread).
-_ACTIVE_BY_THREAD = threading.local()
+_ACTIVE: list[str] = []  # the instrumented calls under way, innermost last
 _TIMED: list[str] = []  # the INSTRUMENTED labels this bmc has (the others are skipped)
 
 
@@ -870,27 +850,23 @@ def _instrument(timers: bool) -> None:
 
     from bmc.engine.loop import Agent
 
-    adding = threading.Lock()
-
     def add(label: str, seconds: float) -> None:
-        with adding:  # the journal's commit is timed on a helper thread
-            entry = _TIMINGS.setdefault(label, [0.0, 0])
-            entry[0] += seconds
-            entry[1] += 1
+        entry = _TIMINGS.setdefault(label, [0.0, 0])
+        entry[0] += seconds
+        entry[1] += 1
 
     def timed(label: str, function: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
-            active = _ACTIVE_BY_THREAD.__dict__.setdefault("labels", [])
-            active.append(label)
+            _ACTIVE.append(label)
             try:
                 return function(*args, **kwargs)
             finally:
-                active.pop()
+                _ACTIVE.pop()
                 seconds = time.perf_counter() - started
                 add(label, seconds)
                 if label == FSYNC_LABEL:
-                    caller = next((FSYNC_BY_CALLER[a] for a in active if a in FSYNC_BY_CALLER), "")
+                    caller = next((FSYNC_BY_CALLER[a] for a in _ACTIVE if a in FSYNC_BY_CALLER), "")
                     if caller:
                         add(caller, seconds)
 
@@ -1061,7 +1037,6 @@ def child_tool_runner(spec: dict[str, Any], cached: bool) -> str:
 CLIENTS: dict[str, Callable[[dict[str, Any]], str]] = {
     "bmc": child_bmc,
     "bmc-inline": child_bmc_inline,
-    "bmc-sync-commit": child_bmc_sync_commit,
     "bare": child_bare,
     "pydantic-ai": lambda spec: child_pydantic_ai(spec, cached=False),
     "pydantic-ai+cache": lambda spec: child_pydantic_ai(spec, cached=True),
@@ -1072,7 +1047,6 @@ LABELS = {
     "bare": "bare streaming SDK loop (floor)",
     "bmc": "bmc (`chat.start`: the engine, as `bmc run` drives it)",
     "bmc-inline": "diagnostic: bmc's engine on one thread, events unread",
-    "bmc-sync-commit": "diagnostic: bmc with the journal's commit on the turn's path",
     "pydantic-ai": "pydantic-ai, defaults (request_limit lifted)",
     "pydantic-ai+cache": "pydantic-ai, cache settings on",
     "tool_runner": "SDK tool_runner, thread=False",
@@ -1392,8 +1366,8 @@ def _round_ratios(bmc: list[Run], bare: list[Run]) -> list[float]:
     ]
 
 
-READ_LOOPS = ("bmc", "bare", "bmc-inline", "bmc-sync-commit")
-WRITE_LOOPS = tuple(kind for kind in CLIENTS if not kind.startswith("bmc-"))
+READ_LOOPS = ("bmc", "bare", "bmc-inline")
+WRITE_LOOPS = tuple(kind for kind in CLIENTS if kind != "bmc-inline")
 
 
 def _median_ms(run: Run) -> str:
@@ -1412,29 +1386,17 @@ def section_read(say: Report, runs: dict[str, list[Run]], rounds: int) -> None:
         "SDK loop sending bmc's own system prompt, tool definitions and first message (taken "
         "from bmc's first request) with the same tool results (*content* checks it). "
         f"{rounds} rounds, the loops one after another, the order reversed every other round. "
-        "The third and fourth columns are diagnostics, not ways bmc runs: the same engine "
-        "with its conversation on the calling thread and its events left unread, which prices "
-        "the worker thread and the hand-off of every event to the terminal; and bmc with the "
-        "journal's commit (its fsync) on the turn's path right before each request, as before "
-        "the commit moved to a helper thread beside the SDK's request building, which prices "
-        "that move."
+        "The third column is a diagnostic, not a way bmc runs: the same engine with its "
+        "conversation on the calling thread and its events left unread, which prices the "
+        "worker thread and the hand-off of every event to the terminal."
     )
     say()
     bmc, bare, inline = runs["bmc"], runs["bare"], runs.get("bmc-inline", [])
-    synced = runs.get("bmc-sync-commit", [])
     ratios = _round_ratios(bmc, bare)
-    headers = [
-        "round",
-        "bmc ms",
-        "bare ms",
-        "engine on one thread ms",
-        "commit on the turn's path ms",
-        "bmc / bare",
-    ]
+    headers = ["round", "bmc ms", "bare ms", "engine on one thread ms", "bmc / bare"]
     rows = []
     for number, (m, b) in enumerate(zip(bmc, bare, strict=False), 1):
         one = inline[number - 1] if number <= len(inline) else None
-        sync = synced[number - 1] if number <= len(synced) else None
         ratio = (
             ""
             if m.error or b.error
@@ -1447,11 +1409,10 @@ def section_read(say: Report, runs: dict[str, list[Run]], rounds: int) -> None:
                 _median_ms(m),
                 _median_ms(b),
                 _median_ms(one) if one else "-",
-                _median_ms(sync) if sync else "-",
                 ratio,
             ]
         )
-    mine, base, single, on_path = _pooled(bmc), _pooled(bare), _pooled(inline), _pooled(synced)
+    mine, base, single = _pooled(bmc), _pooled(bare), _pooled(inline)
     if not (mine and base and ratios):
         say.table(headers, rows)
         say("bmc or the bare loop failed in every round: no ratio.")
@@ -1464,7 +1425,6 @@ def section_read(say: Report, runs: dict[str, list[Run]], rounds: int) -> None:
             _ms(mine, 0.5),
             _ms(base, 0.5),
             _ms(single, 0.5) if single else "-",
-            _ms(on_path, 0.5) if on_path else "-",
             f"**{pooled:.2f}x**",
         ]
     )
@@ -1480,21 +1440,6 @@ def section_read(say: Report, runs: dict[str, list[Run]], rounds: int) -> None:
         f"{next(r for r in bare if not r.error).cache().efficiency:.2%}."
     )
     say()
-    moved = [
-        percentile(m.gaps_ms, 0.5) / percentile(c.gaps_ms, 0.5)
-        for m, c in zip(bmc, synced, strict=False)
-        if not (m.error or c.error)
-    ]
-    on_path_ratios = _round_ratios(synced, bare)
-    if moved and on_path_ratios:
-        say(
-            "With the journal's commit on the turn's path (the fourth column), the median of "
-            f"the round ratios to the bare loop is {statistics.median(on_path_ratios):.2f}x "
-            f"({min(on_path_ratios):.2f}x to {max(on_path_ratios):.2f}x); round by round, bmc "
-            f"as it runs takes {statistics.median(moved):.2f}x that variant's median turn "
-            f"({min(moved):.2f}x to {max(moved):.2f}x)."
-        )
-        say()
     verdict = "met" if statistics.median(ratios) <= TARGET_RATIO else "missed"
     say(
         f"Target: bmc's per-turn median at most {TARGET_RATIO}x the bare loop's: **{verdict}** "
@@ -1506,7 +1451,6 @@ def section_read(say: Report, runs: dict[str, list[Run]], rounds: int) -> None:
     extra = percentile(mine, 0.5) - percentile(base, 0.5)
     own = sum(per_turn[label] for label in _top_labels())
     fsync, paths = per_turn[FSYNC_IN_JOURNAL], per_turn[PATH_LABEL]
-    wait = per_turn.get(WAIT_LABEL, fsync)
     threads = ""
     if single:
         hop = percentile(mine, 0.5) - percentile(single, 0.5)
@@ -1522,9 +1466,8 @@ def section_read(say: Report, runs: dict[str, list[Run]], rounds: int) -> None:
         )
     say(
         f"bmc's median turn is {extra:.2f} ms longer than the bare loop's, and its own timed "
-        f"work comes to {own:.2f} ms per turn on average. The journal's one fsync per request "
-        f"takes {fsync:.2f} ms on its helper thread, beside the SDK's work, of which the request "
-        f"waits {wait:.2f} ms; the path checks of the `read` {paths:.2f} ms; the "
+        f"work comes to {own:.2f} ms per turn on average. Of that, the journal's one fsync per "
+        f"request is {fsync:.2f} ms, and the path checks of the `read` {paths:.2f} ms; the "
         f"{TARGET_RATIO}x target leaves {(TARGET_RATIO - 1) * percentile(base, 0.5):.2f} ms "
         f"per turn for all of bmc's work.{threads} Section 7 (when the bench runs with "
         "`--profile-dump`) shows the rest, function by function against the bare loop."
@@ -1550,9 +1493,7 @@ def section_timers(say: Report, bmc_runs: list[Run]) -> dict[str, float]:
     say(
         "Where bmc's client time goes, from timers around its own work in these runs (about a "
         "microsecond a call; means over the steady turns of every round). Indented rows are "
-        "inside the row above (the journal's commit runs beside it, on a helper thread, while "
-        "the SDK builds the request; only the wait above it is on the turn's path); "
-        "*everything else* is the SDK reading the stream and building "
+        "inside the row above; *everything else* is the SDK reading the stream and building "
         "and sending the next request, and the loop itself, which the bare loop pays too."
     )
     say()
