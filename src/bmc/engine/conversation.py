@@ -154,17 +154,23 @@ class SizeMemo:
             self.forget()
             self._list = id(messages)
         if settled > self._counted:
-            self._total += sum(_chars(m) for m in messages[self._counted : settled])
+            # The message that was last the time before is usually among these: measured then.
+            self._total += sum(self._measure(m) for m in messages[self._counted : settled])
             self._counted = settled
             self._edge = id(messages[settled - 1])
         total = len(system) + self._total
         if messages:
-            last = messages[-1]
-            blocks = len(last["content"]) if isinstance(last["content"], list) else -1
-            if self._last[:2] != (id(last), blocks):
-                self._last = (id(last), blocks, _chars(last))
-            total += self._last[2]
+            total += self._measure(messages[-1], keep=True)
         return total // 4
+
+    def _measure(self, message: dict[str, Any], keep: bool = False) -> int:
+        blocks = len(message["content"]) if isinstance(message["content"], list) else -1
+        if self._last[:2] == (id(message), blocks):
+            return self._last[2]
+        size = _chars(message)
+        if keep:
+            self._last = (id(message), blocks, size)
+        return size
 
     def forget(self) -> None:
         self._list: int | None = None
