@@ -470,6 +470,7 @@ def test_a_document_changed_after_it_was_shown_is_not_agreed_and_is_shown_again(
 
     page.get_by_role("button", name="Agree", exact=True).click()
     expect(conversation(page)).to_contain_text(f"Agreed: {GATE}")
+    expect(conversation(page)).to_contain_text("Thank you.")  # the model was told, and went on
     assert (project.project_dir / GATE).read_bytes() == path.read_bytes()
     assert note in (project.project_dir / GATE).read_text("utf-8")
     model.assert_finished()
