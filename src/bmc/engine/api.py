@@ -545,7 +545,9 @@ class _Reporting:
     def turn(self, usage: TurnUsage) -> None:
         self.session.turn(usage)
         totals = self.session.usage
-        self.emit(Usage(len(totals.turns), totals.cost, totals.summary()))
+        # Turns and cost after every turn; the one-line summary only in the run's last
+        # Usage event (building it each turn showed up in the per-turn bench).
+        self.emit(Usage(len(totals.turns), totals.cost, ""))
 
     def cleared(self, upto: int) -> None:
         self.session.cleared(upto)

@@ -81,7 +81,8 @@ class AgreementRecorded:
 
 @dataclass(frozen=True)
 class Usage:
-    """Token use and cost so far, after every model turn; `summary` is one line."""
+    """Token use and cost so far, after every model turn; `summary` (one line) is filled
+    in the last one of a run, before `Stopped`."""
 
     turns: int
     cost: float
