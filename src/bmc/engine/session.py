@@ -21,7 +21,6 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from bmc.engine.conversation import clear_old_context, unanswered_calls
@@ -111,17 +110,6 @@ class Session:
     def close(self) -> None:
         """Commit the journal and close its file."""
         self.journal.close()
-
-    def __enter__(self) -> Session:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # --- what the conversation needs next ----------------------------------------------
 
