@@ -191,13 +191,21 @@ class Conversation:
     def answer(self, reply: agreement.Answer) -> None:
         """A person's answer to the pending agreement (the digest they were shown in it);
         the first answer counts, a second is refused."""
-        self._take("agreement", "there is no agreement waiting for an answer in this session.")
+        self._take(
+            "agreement",
+            "there is no agreement waiting for an answer in this session (it was answered "
+            "already, or not asked yet): nothing more was done.",
+        )
         self._inbox.put(("answer", reply))
 
     def _take(self, what: str, refusal: str) -> None:
         # Threat: two answers to one question (a double click, two tabs): the second would
         # sit in the inbox and be read as the answer to a later question.
         with self._asking:
+            if self._waiting == "agreement" and what == "message":
+                raise UserError(
+                    "an agreement is waiting for your answer: agree, or send the client's feedback."
+                )
             if self._waiting != what:
                 raise UserError(refusal)
             self._waiting = None

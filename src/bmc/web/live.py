@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from bmc.engine import agreement, events
-from bmc.errors import UserError
 from bmc.workspace.paths import Project
 
 Key = tuple[str, str]
@@ -123,30 +122,17 @@ class Live:
         return self.state != "stopped"
 
     def send(self, text: str) -> None:
-        """The consultant's message, once per hand-back: a second click on Send before the
-        assistant answers is refused, not queued to be read as the answer to a later
-        question (the next hand-back, or an agreement as feedback)."""
+        """The consultant's message. The engine takes one per hand-back (a second click on
+        Send is refused there, in one sentence)."""
         with self._guard:
-            if self.state == "agreement":
-                raise UserError(
-                    "an agreement is waiting for your answer: use Agree or Send feedback."
-                )
-            if self.state != "message":
-                raise UserError("the assistant is still working: wait for it to hand back to you.")
             self.conversation.send(text)
             self.state = "working"
             # Logged under the guard the pump needs to publish: before any reply to it.
             self._append({"type": "ConsultantSaid", "text": text})
 
     def answer(self, reply: agreement.Answer) -> None:
-        """A person's answer, once per agreement shown: a double click on Agree is refused
-        in one sentence and nothing is recorded twice."""
+        """A person's answer; the engine takes one per agreement shown."""
         with self._guard:
-            if self.state != "agreement":
-                raise UserError(
-                    "no agreement is waiting for an answer (it was answered already): "
-                    "nothing more was done."
-                )
             self.conversation.answer(reply)
             self.state = "working"
 
