@@ -109,37 +109,40 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
 
     async def project_page(request: Request) -> Response:
         project = project_of(request)
+        listed = await run_in_threadpool(views.sessions, project)
         live = hub.get(project)
         if live is None or not live.running:
-            live = _present_pending_agreement(project) or live
-        # Reading the documents and rendering take tens of milliseconds: off the event
-        # loop, so the page's script, styles and live events are not held up meanwhile.
-        return await run_in_threadpool(
-            page,
-            "project.html",
-            project=project,
-            org_name=project.org_name(),
-            status=views.page_status(project),
-            skills=_startable(project),
-            sessions=views.sessions(project),
-            transcript=[] if live and live.running else views.transcript(project, None),
-            live=live,
-            holder=None if live and live.running else live_holder(project),
-            decisions=views.decisions(project),
-            documents=views.documents(project),
-            key_missing=not keys.have_key(options.client or options.clients or None),
-            demo_lines=options.demo_lines,
-        )
+            live = _present_pending_agreement(project, listed) or live
+        running = bool(live and live.running)
 
-    def _present_pending_agreement(project: Project) -> Live | None:
+        def render() -> HTMLResponse:
+            # Reading the documents and rendering take tens of milliseconds: all of it off
+            # the event loop, so the page's script, styles and live events are not held up.
+            return page(
+                "project.html",
+                project=project,
+                org_name=project.org_name(),
+                status=views.page_status(project),
+                skills=_startable(project),
+                sessions=listed,
+                transcript=[] if running else views.transcript(project, None),
+                live=live,
+                holder=None if running else live_holder(project),
+                decisions=views.decisions(project),
+                documents=views.documents(project),
+                key_missing=not keys.have_key(options.client or options.clients or None),
+                demo_lines=options.demo_lines,
+            )
+
+        return await run_in_threadpool(render)
+
+    def _present_pending_agreement(project: Project, listed: list[Any]) -> Live | None:
         """A session left waiting for an agreement (a closed tab, a restart, kill -9) is
         resumed so the engine presents the agreement again: no model call is made before
         the person answers. One still waiting in a live window elsewhere (a terminal's
         prompt) is left to it: `bmc agree` or that window answers it."""
         waiting = [
-            s
-            for s in views.sessions(project)
-            if s.status == "waiting for agreement" and s.waiting_in is None
+            s for s in listed if s.status == "waiting for agreement" and s.waiting_in is None
         ]
         if not waiting or live_holder(project) is not None:
             return None
@@ -259,7 +262,8 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
         if live is None or not live.running:
             # A tab left open across a restart reconnects here before any page load: a
             # session waiting for an agreement is presented again to it as well.
-            live = _present_pending_agreement(project) or live
+            listed = await run_in_threadpool(views.sessions, project)
+            live = _present_pending_agreement(project, listed) or live
         if live is None:
             raise UserError("no session has run in this project since the server started.")
         after = live.after(
@@ -274,13 +278,13 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
     async def documents_fragment(request: Request) -> Response:
         project = project_of(request)
 
-        def now() -> dict[str, Any]:
-            # The stages and the decisions log as they are now, for the page to refresh.
-            return {"status": views.page_status(project), "decisions": views.decisions(project)}
+        def render() -> HTMLResponse:
+            # With the stages and the decisions log as they are now, for the page to refresh.
+            now = {"status": views.page_status(project), "decisions": views.decisions(project)}
+            documents = views.documents(project)
+            return page("documents.html", project=project, documents=documents, now=now)
 
-        documents = await run_in_threadpool(views.documents, project)
-        current = await run_in_threadpool(now)
-        return page("documents.html", project=project, documents=documents, now=current)
+        return await run_in_threadpool(render)
 
     async def state(request: Request) -> Response:
         project = project_of(request)
