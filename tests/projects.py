@@ -16,7 +16,7 @@ import pytest
 from bmc.documents import validate
 from bmc.documents.validate import validate_project
 from bmc.workspace.packaged import data_dir
-from bmc.workspace.paths import Project, init_project
+from bmc.workspace.paths import Project, atomic_write, init_project, locate
 
 FIXTURES = data_dir("fixtures")
 FIXTURE_RESOURCES = FIXTURES / "workspace" / "clients" / "tidewater" / "resources"
@@ -48,6 +48,17 @@ def demo_segment_files() -> dict[str, str]:
                 count = -1 if given.get("replace_all") else 1
                 files[given["file_path"]] = files[given["file_path"]].replace(old, new, count)
     return files
+
+
+def segments_ready(root: Path, *, leave_out: str | None = None) -> Project:
+    """The fixture workspace (brief agreed) with the demo's segment drafts and segments
+    document written, ready to agree; `leave_out` names one of them not to write."""
+    shutil.copytree(FIXTURES / "workspace", root / "ws")
+    project = locate(root / "ws", "tidewater", "growth-2027")
+    for path, text in demo_segment_files().items():
+        if path != leave_out:
+            atomic_write(project.project_dir / path, text)
+    return project
 
 
 def write(project: Project, path: str, content: str | bytes) -> None:

@@ -7,7 +7,6 @@ fixture's research and the demo's segment documents, so agreements are real ones
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,9 +33,8 @@ from bmc.engine.events import (
 from bmc.engine.session import WAITING_AGREEMENT, load_session
 from bmc.errors import UserError
 from bmc.scripted import ScriptedModel
-from bmc.workspace.packaged import data_dir
-from bmc.workspace.paths import Project, atomic_write, locate
-from projects import demo_segment_files
+from bmc.workspace.paths import Project
+from projects import segments_ready
 
 ORG, SLUG = "tidewater", "growth-2027"
 SEGMENTS_MD = "segments/segments.md"
@@ -47,10 +45,7 @@ Start = Callable[..., ScriptedModel]
 @pytest.fixture
 def ready(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     """The fixture workspace with the demo's valid drafts and segments document."""
-    shutil.copytree(data_dir("fixtures") / "workspace", tmp_path / "ws")
-    project = locate(tmp_path / "ws", ORG, SLUG)
-    for path, text in demo_segment_files().items():
-        atomic_write(project.project_dir / path, text)
+    project = segments_ready(tmp_path)
     monkeypatch.setenv("BMC_CONSULTANT", "Priya Raman")
     return project
 

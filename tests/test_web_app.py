@@ -13,7 +13,6 @@ import json
 import os
 import queue
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -35,9 +34,8 @@ from bmc.engine.session import WAITING_AGREEMENT, list_sessions
 from bmc.scripted import ScriptedModel
 from bmc.web.app import ServeOptions, create_app
 from bmc.web.security import ServerSecret, guard, loopback_hosts
-from bmc.workspace.packaged import data_dir
-from bmc.workspace.paths import Project, atomic_write, locate
-from projects import demo_segment_files
+from bmc.workspace.paths import Project
+from projects import segments_ready
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -171,10 +169,7 @@ class Web:
 @pytest.fixture
 def ready(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     """The fixture workspace with the demo's valid drafts and segments document."""
-    shutil.copytree(data_dir("fixtures") / "workspace", tmp_path / "ws")
-    project = locate(tmp_path / "ws", ORG, SLUG)
-    for path, text in demo_segment_files().items():
-        atomic_write(project.project_dir / path, text)
+    project = segments_ready(tmp_path)
     monkeypatch.setenv("BMC_CONSULTANT", "Priya Raman")
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     return project
@@ -337,10 +332,14 @@ def test_a_missing_project_is_a_404_in_one_sentence(
     ready: Project, web: Callable[..., Web]
 ) -> None:
     server = web(ready, None)
+    before = files_of(ready.workspace)
     for path in (f"/p/{ORG}/no-such-project", f"/p/nobody/{SLUG}", f"/p/{ORG}/nope/documents"):
         one_sentence(server.get(path), 404, "bmc init")
     one_sentence(server.get(f"{P}/events"), 404, "no session")
     one_sentence(server.post(f"/p/{ORG}/nope/start", {"skill": "bmc-segments"}), 404, "no project")
+    # Asking for a project that is not there creates nothing.
+    assert files_of(ready.workspace) == before
+    assert not (ready.workspace / "clients" / "nobody").exists()
 
 
 def test_no_path_parameter_reaches_outside_the_workspace_or_into_another_client(

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -55,9 +54,8 @@ import pytest
 
 import browser
 from bmc.scripted import ScriptedModel
-from bmc.workspace.packaged import data_dir
-from bmc.workspace.paths import Project, atomic_write, locate
-from projects import demo_segment_files
+from bmc.workspace.paths import Project
+from projects import demo_segment_files, segments_ready
 
 CHROMIUM = browser.find_chromium()
 if CHROMIUM is None:
@@ -132,12 +130,7 @@ AGREED = result_of("toolu_agree", contains="agreed")
 def prepare(root: Path, *, complete: bool = False) -> Project:
     """The fixture workspace with the demo's documents: all but the residents' draft
     (segments.md then lists a segment with no draft), or all of them (`complete`)."""
-    shutil.copytree(data_dir("fixtures") / "workspace", root / "ws")
-    project = locate(root / "ws", ORG, SLUG)
-    for path, text in demo_segment_files().items():
-        if complete or path != RESIDENTS:
-            atomic_write(project.project_dir / path, text)
-    return project
+    return segments_ready(root, leave_out=None if complete else RESIDENTS)
 
 
 @dataclass
