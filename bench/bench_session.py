@@ -202,6 +202,18 @@ def _call(call_id: str, name: str, **tool_input: Any) -> dict[str, Any]:
     return {"type": "tool_use", "id": call_id, "name": name, "input": tool_input}
 
 
+def research_sources(
+    rng: random.Random, count: int, sizes: tuple[int, int]
+) -> tuple[dict[str, str], dict[int, str]]:
+    """`count` research files (`resources/source-NNN.md`) and their titles, by number."""
+    files: dict[str, str] = {}
+    titles: dict[int, str] = {}
+    for k in range(1, count + 1):
+        titles[k] = f"Source {k:03d}: {rng.choice(SOURCES)} on {rng.choice(SEGMENTS)}"
+        files[f"resources/source-{k:03d}.md"] = research_doc(rng, titles[k], rng.randint(*sizes))
+    return files, titles
+
+
 def reading_session(
     n_turns: int,
     *,
@@ -213,13 +225,7 @@ def reading_session(
     ends with text. Each step checks the results it answers, so a loop that sent wrong
     tool results fails loudly instead of being timed."""
     rng = random.Random(seed)
-    files: dict[str, str] = {}
-    titles: dict[int, str] = {}
-    for k in range(1, n_turns):
-        titles[k] = f"Source {k:03d}: {rng.choice(SOURCES)} on {rng.choice(SEGMENTS)}"
-        files[f"resources/source-{k:03d}.md"] = research_doc(
-            rng, titles[k], rng.randint(*resource_bytes)
-        )
+    files, titles = research_sources(rng, n_turns - 1, resource_bytes)
     steps: list[dict[str, Any]] = []
     for k in range(1, n_turns + 1):
         expect: dict[str, Any] = {}
@@ -259,13 +265,7 @@ def read_only_session(
     own: this is the session the per-turn target is measured on. Each step checks the read
     it answers."""
     rng = random.Random(seed)
-    files: dict[str, str] = {}
-    titles: dict[int, str] = {}
-    for k in range(1, n_turns):
-        titles[k] = f"Source {k:03d}: {rng.choice(SOURCES)} on {rng.choice(SEGMENTS)}"
-        files[f"resources/source-{k:03d}.md"] = research_doc(
-            rng, titles[k], rng.randint(*resource_bytes)
-        )
+    files, titles = research_sources(rng, n_turns - 1, resource_bytes)
     steps: list[dict[str, Any]] = []
     for k in range(1, n_turns + 1):
         if k == n_turns:
