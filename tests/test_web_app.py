@@ -159,6 +159,12 @@ class Web:
         self.streams.append(stream)
         return stream
 
+    def stop_at_hand_back(self, events: Events, project: str = P) -> dict[str, Any]:
+        """Wait for the model to hand back, press Stop, and wait for the run to end."""
+        events.until("WaitingForMessage")
+        assert self.post(f"{project}/stop", {}).status_code == 200
+        return events.until("Stopped")
+
     def close(self) -> None:
         for stream in self.streams:
             stream.close()
@@ -503,9 +509,7 @@ def test_an_agreement_clicked_in_the_page_writes_the_gate_and_the_contact_once(
     recorded = events.until("AgreementRecorded")
     assert recorded["gate"] == GATE
     one_sentence(server.post(f"{P}/answer", yes), 409, "agreement")
-    events.until("WaitingForMessage")
-    assert server.post(f"{P}/stop", {}).status_code == 200
-    events.until("Stopped")
+    server.stop_at_hand_back(events)
     model.assert_finished()
 
     assert (ready.project_dir / GATE).read_bytes() == document
@@ -569,9 +573,7 @@ def test_a_document_changed_after_it_was_shown_agrees_nothing_and_is_shown_again
     new = {"agreed": True, "digest": second["digest"], "contact": CONTACT}
     assert server.post(f"{P}/answer", new).status_code == 200
     events.until("AgreementRecorded")
-    events.until("WaitingForMessage")
-    server.post(f"{P}/stop", {})
-    events.until("Stopped")
+    server.stop_at_hand_back(events)
     model.assert_finished()
     assert (ready.project_dir / GATE).read_bytes() == path.read_bytes()
     decisions = (ready.project_dir / "decisions.md").read_text("utf-8")
@@ -602,9 +604,7 @@ def test_a_pending_agreement_survives_a_restart_of_the_server(
     yes = {"agreed": True, "digest": again["digest"], "contact": CONTACT}
     assert after.post(f"{P}/answer", yes).status_code == 200
     events.until("AgreementRecorded")
-    events.until("WaitingForMessage")
-    after.post(f"{P}/stop", {})
-    events.until("Stopped")
+    after.stop_at_hand_back(events)
     model.assert_finished()
     assert (ready.project_dir / GATE).read_bytes() == (ready.project_dir / SEGMENTS_MD).read_bytes()
     assert CONTACT in (ready.project_dir / "decisions.md").read_text("utf-8")
@@ -654,9 +654,7 @@ def test_after_kill_9_at_an_agreement_opening_the_page_presents_it_again(
     yes = {"agreed": True, "digest": asked["digest"]}
     assert server.post(f"{P}/answer", yes).status_code == 200
     events.until("AgreementRecorded")
-    events.until("WaitingForMessage")
-    server.post(f"{P}/stop", {})
-    events.until("Stopped")
+    server.stop_at_hand_back(events)
     model.assert_finished()
     assert (ready.project_dir / GATE).is_file()
 
@@ -730,9 +728,7 @@ def test_hostile_research_and_replies_are_shown_as_text_in_every_page(
     assert server.post(f"{P}/answer", yes).status_code == 200
     events.until("WaitingForMessage")
     assert server.post(f"{P}/send", {"text": HOSTILE}).status_code == 200
-    events.until("WaitingForMessage")
-    server.post(f"{P}/stop", {})
-    events.until("Stopped")
+    server.stop_at_hand_back(events)
     model.assert_finished()
 
     replies = [e["html"] for e in events.of("ReplyFinished") if "Beware" in e["html"]]
