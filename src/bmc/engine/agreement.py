@@ -158,11 +158,6 @@ def stage_for(document: str, expected_gate: str | None) -> gate.Stage:
     return stage
 
 
-def propose(project: Project, stage: gate.Stage) -> gate.Proposal:
-    """The document as it is now, checked, ready to present."""
-    return gate.propose(project, stage)
-
-
 def presented(
     proposal: gate.Proposal, scope: str, changed_from: str | None = None
 ) -> AgreementRequested:
@@ -286,7 +281,7 @@ def describe(result: Result, next_skill: str | None) -> tuple[str, bool]:
 
 def check_ready(project: Project, stage: gate.Stage) -> gate.Proposal:
     """The proposal, or `NotReady` saying what to fix first."""
-    proposal = propose(project, stage)
+    proposal = gate.propose(project, stage)
     if proposal.problems:
         raise NotReady(stage.document, proposal.problems)
     return proposal
