@@ -263,7 +263,7 @@ DEFECTS: dict[str, Defect] = {
             without_item("- **Health trust account and school-call contract**"),
         ),
         "Channels",
-        says="has no items; list them as `- **Name** (awareness|evaluation|purchase|delivery|after-sales) — description`, or remove the subsection",
+        says="has no items; list them as `- **Name** (one or more of awareness, evaluation, purchase, delivery, after-sales, separated by commas) — description`, or remove the subsection",
     ),
     "subsection in a block served by Serves lines": defect(
         replaced("## Key Resources\n\n", "## Key Resources\n\n### Island commuters\n\n"),
@@ -540,13 +540,16 @@ def test_evidence_from_a_missing_file_suggests_the_right_one(agreed: Project) ->
 
 
 def test_evidence_outside_resources_is_refused(agreed: Project) -> None:
+    # The hypotheses are claims to test, not evidence; only the research and the agreed
+    # brief may be cited.
     canvas = replaced(
-        '`resources/freight-and-hauliers.md`: "Certainty', '`brief.agreed.md`: "Certainty'
+        '`resources/freight-and-hauliers.md`: "Certainty', '`hypotheses.md`: "Certainty'
     )
     problems, _ = check(agreed, canvas)
     assert problems == [
-        f'Value Propositions: "Guaranteed slots" (line {line("- **Guaranteed slots**")}): `brief.agreed.md` is not in '
-        "resources/: cite research files as `resources/<file>`"
+        f'Value Propositions: "Guaranteed slots" (line {line("- **Guaranteed slots**")}): `hypotheses.md` is not in '
+        "resources/: cite research files as `resources/<file>` (or the agreed brief as "
+        "`brief.agreed.md`)"
     ]
 
 

@@ -230,7 +230,7 @@ DEFECTS: dict[str, Defect] = {
         says="leads out of resources/",
     ),
     "path outside resources": defect(
-        replaced('resources/passenger-survey-2026.md`: "71%', 'brief.agreed.md`: "71%'),
+        replaced('resources/passenger-survey-2026.md`: "71%', 'hypotheses.md`: "71%'),
         "Evidence",
         says="is not in resources/",
     ),

@@ -25,7 +25,8 @@ Problems and warnings are one-line strings that start with the section they are 
 
 Threat: the model (or a research file steering it) inventing evidence. A quote counts only
 when it occurs in the file it cites, that file lies inside `resources/` (lexically and after
-links are followed), and the quote is long enough to mean something (`MIN_QUOTE_WORDS`).
+links are followed) or is the agreed brief (written only by a person's yes), and the quote is
+long enough to mean something (`MIN_QUOTE_WORDS`).
 Threat: a stale "valid" from the cache. A result is reused only under a hash of the document,
 every file its check read, and the checker itself (`checker_digest`).
 """
@@ -73,6 +74,9 @@ DRAFTS = DRAFTS_DIR + "*.md"
 SEGMENTS_DOCUMENT = SEGMENTS_STAGE.document
 AGREED_SEGMENTS = SEGMENTS_STAGE.gate
 CANVAS = CANVAS_STAGE.document
+# The agreed brief may be cited as evidence as well as the research: the client agreed every
+# word of it, and a fact from the kick-off (a target, a contract date) is often only there.
+AGREED_BRIEF = stages.packaged().named("brief").gate
 CACHE_FILE = "validation.json"
 
 # Two drafts are one segment when "Who they are" and "Channels" are both at least this
@@ -145,6 +149,22 @@ class Reader:
         if path.is_dir():
             raise grounding.UnreadableResource("is a folder: cite one of the files in it")
         return grounding.load_resource(path)
+
+    def agreed_brief(self) -> grounding.ResourceText:
+        """The text of the agreed brief, recorded; raises OSError, UnreadableResource."""
+        path = self.project.project_dir / AGREED_BRIEF
+        # Threat: a brief linked in from another client's project "grounding" this one.
+        if path.is_symlink() and not path.resolve().is_relative_to(
+            self.project.project_dir.resolve()
+        ):
+            raise grounding.UnreadableResource("leads out of the project folder through a link")
+        data = self.project_file(AGREED_BRIEF)
+        if data is None:
+            raise FileNotFoundError(AGREED_BRIEF)
+        try:
+            return grounding.ResourceText(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise grounding.UnreadableResource("is not UTF-8 text") from None
 
     def resource_names(self) -> list[str]:
         root = self.project.resources_dir
@@ -278,17 +298,33 @@ def evidence_problem(reader: Reader, item: Evidence) -> str | None:
             f'quote "{excerpt(item.quote)}" is too short to show anything: quote a whole '
             f"phrase (at least {MIN_QUOTE_WORDS} words) from `{item.file}`"
         )
-    try:
-        inside = _inside_resources(item.file)
-        text = reader.resource(inside)
-    except grounding.UnreadableResource as err:
-        return f"`{item.file}` {err}"
-    except OSError:
-        return f"`{item.file}` does not exist{_suggest(reader, inside)}"
+    if _is_agreed_brief(item.file):
+        try:
+            text = reader.agreed_brief()
+        except grounding.UnreadableResource as err:
+            return f"`{item.file}` {err}"
+        except OSError:
+            return (
+                f"`{item.file}` does not exist: the brief is not agreed yet, so cite the "
+                "research in `resources/`"
+            )
+    else:
+        try:
+            inside = _inside_resources(item.file)
+            text = reader.resource(inside)
+        except grounding.UnreadableResource as err:
+            return f"`{item.file}` {err}"
+        except OSError:
+            return f"`{item.file}` does not exist{_suggest(reader, inside)}"
     found = grounding.find_quote(item.quote, text)
     if isinstance(found, grounding.ClosestPassage):
         return _quote_problem(item.quote, item.file, found)
     return None
+
+
+def _is_agreed_brief(file: str) -> bool:
+    """True when an evidence line cites the agreed brief (`brief.agreed.md`, or `./` before it)."""
+    return "\x00" not in file and "\\" not in file and posixpath.normpath(file) == AGREED_BRIEF
 
 
 def _inside_resources(file: str) -> str:
@@ -304,7 +340,8 @@ def _inside_resources(file: str) -> str:
         )
     if not file.startswith("resources/"):
         raise grounding.UnreadableResource(
-            "is not in resources/: cite research files as `resources/<file>`"
+            f"is not in resources/: cite research files as `resources/<file>` (or the agreed "
+            f"brief as `{AGREED_BRIEF}`)"
         )
     normal = posixpath.normpath(file)
     if not normal.startswith("resources/"):

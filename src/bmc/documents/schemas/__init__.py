@@ -479,8 +479,9 @@ EVIDENCE_REFERENCE = re.compile(
         \s*[.,;]?$""",
     re.IGNORECASE | re.VERBOSE,
 )
-# How people separate the values of a list they type ("automated, community").
-VALUE_SEPARATOR = re.compile(r",|;|/|&|\+|\band\b", re.IGNORECASE)
+# How people separate the values of a list they type ("automated, community"); a bar too,
+# since templates write the choices as `awareness|purchase` and a model may copy that.
+VALUE_SEPARATOR = re.compile(r",|;|/|\||&|\+|\band\b", re.IGNORECASE)
 
 
 def evidence_reference(text: str) -> tuple[str, str] | None:

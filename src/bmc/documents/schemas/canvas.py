@@ -37,7 +37,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from bmc.documents.schemas import (
     BOLD_NAME,
@@ -75,6 +82,11 @@ ACTIVITY_KINDS = ("production", "problem solving", "platform/network")
 COST_KINDS = ("fixed", "variable")
 # `Serves: all segments` is allowed wherever a block names the segments it serves.
 ALL_SEGMENTS = "all segments"
+# The name of an item that says the research is silent on what a segment needs here, in the
+# blocks every segment must have an item in (channels, relationships, revenue streams). It
+# needs no attribute and no evidence (there is none to quote); the HTML shows it as written,
+# so the client sees the gap rather than an invented channel.
+NOT_YET_KNOWN = "Not yet known"
 
 KIND = "canvas"
 TITLE_FORM = "`# Business Model Canvas — <Organisation>`"
@@ -98,7 +110,18 @@ class CanvasItem(_Model):
     attribute: str | None = None
     description: Text
     serves: list[Text] = Field(default_factory=list)
-    evidence: list[Evidence] = Field(min_length=1)
+    evidence: list[Evidence] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _grounded(self) -> CanvasItem:
+        if not self.evidence and not is_gap(self.name):
+            raise ValueError(f'"{self.name}" has no evidence')
+        return self
+
+
+def is_gap(name: str) -> bool:
+    """True for a `Not yet known` item (see `NOT_YET_KNOWN`)."""
+    return name_key(name) == name_key(NOT_YET_KNOWN)
 
 
 class Canvas(_Model):
@@ -146,6 +169,7 @@ class Block:
     by_segment: bool = False  # items in `### <Segment>` subsections
     attribute: Attribute | None = None
     serves: Literal["none", "required", "optional"] = "none"
+    gaps: bool = False  # a `Not yet known` item may stand in for a segment's missing entry
 
     @property
     def name(self) -> str:
@@ -163,14 +187,14 @@ class Block:
 
 PHASE = Attribute(
     "phase",
-    "|".join(PHASES),
+    "one or more of " + ", ".join(PHASES) + ", separated by commas",
     PHASES,
     (("after sales", "after-sales"), ("aftersales", "after-sales"), ("post-sales", "after-sales")),
     multiple=True,
 )
 RELATIONSHIP = Attribute(
     "relationship type",
-    "|".join(RELATIONSHIP_TYPES),
+    "one or more of " + ", ".join(RELATIONSHIP_TYPES) + ", separated by commas",
     RELATIONSHIP_TYPES,
     tuple(RELATIONSHIP_SYNONYMS.items()),
     multiple=True,
@@ -180,10 +204,10 @@ REVENUE = Attribute(
     "type; pricing mechanism, e.g. usage fee; fixed list price",
     revenue=True,
 )
-RESOURCE = Attribute("resource kind", "|".join(RESOURCE_KINDS), RESOURCE_KINDS)
+RESOURCE = Attribute("resource kind", "one of " + ", ".join(RESOURCE_KINDS), RESOURCE_KINDS)
 ACTIVITY = Attribute(
     "activity kind",
-    "|".join(ACTIVITY_KINDS),
+    "one of " + ", ".join(ACTIVITY_KINDS),
     ACTIVITY_KINDS,
     (
         ("problem-solving", "problem solving"),
@@ -198,7 +222,7 @@ ACTIVITY = Attribute(
 PARTNERSHIP = Attribute(
     "partnership category", "category, e.g. supplier, strategic alliance, joint venture"
 )
-COST = Attribute("cost kind", "|".join(COST_KINDS), COST_KINDS)
+COST = Attribute("cost kind", "fixed or variable", COST_KINDS)
 
 SEGMENTS = Block(
     SectionSpec(
@@ -226,6 +250,7 @@ CHANNELS = Block(
     ),
     by_segment=True,
     attribute=PHASE,
+    gaps=True,
 )
 RELATIONSHIPS = Block(
     SectionSpec(
@@ -236,6 +261,7 @@ RELATIONSHIPS = Block(
     ),
     attribute=RELATIONSHIP,
     serves="required",
+    gaps=True,
 )
 REVENUE_STREAMS = Block(
     SectionSpec(
@@ -246,6 +272,7 @@ REVENUE_STREAMS = Block(
     ),
     attribute=REVENUE,
     serves="required",
+    gaps=True,
 )
 KEY_RESOURCES = Block(
     SectionSpec(
@@ -673,11 +700,14 @@ def _read_item(
         return None
     name, attribute_text, description = head
     item = ReadItem(block, raw.line, name, description=description, segment=segment)
+    gap = is_gap(name) and block.gaps
     problems: list[str] = []
     bad_evidence = False
     if not description:
-        problems.append(f"has no description; write it as {block.item_form()}")
-    problems += _read_attribute(item, block, attribute_text)
+        what = " (say what is not known and whom to ask)" if gap else ""
+        problems.append(f"has no description; write it as {block.item_form()}{what}")
+    if not gap or (attribute_text or "").strip():
+        problems += _read_attribute(item, block, attribute_text)
     serves_line: int | None = None
     for number, text in raw.subs:
         found = _sub_label(text)
@@ -695,8 +725,14 @@ def _read_item(
         else:
             serves_line = number
             problems += _read_serves(item, block, segment, number, found[1])
-    if not item.evidence and not bad_evidence:
-        problems.append(f"has no evidence; add at least one sub-bullet {EVIDENCE_FORM}")
+    if not item.evidence and not bad_evidence and not gap:
+        hint = (
+            f" (a `{NOT_YET_KNOWN}` item stands in only in Channels, Customer Relationships and "
+            "Revenue Streams; elsewhere leave out what the research does not show)"
+            if is_gap(name)
+            else ""
+        )
+        problems.append(f"has no evidence; add at least one sub-bullet {EVIDENCE_FORM}{hint}")
     if serves_line is None and block.serves == "required":
         problems.append(
             "has no `Serves:` line; add `  - Serves: <Segment>; <Segment>` naming the agreed "
