@@ -4,10 +4,10 @@ A governed document is one whose path matches an entry of `GOVERNED`; each entry
 check for it. A check parses the document (`bmc.documents.schemas`), then looks beyond the shape:
 
 - segment drafts: the file name is the slug of the title; every evidence file is inside
-  `resources/` and exists, and every quote occurs in it (`bmc.documents.grounding`); the segment is
-  not another draft's segment reworded (who they are and channels both alike); a value
-  proposition shared with another segment, and a segments document that has not caught up
-  with the draft yet, are warnings;
+  `resources/` (or is the agreed brief) and exists, and every quote occurs in it
+  (`bmc.documents.grounding`); the segment is not another draft's segment reworded (who they
+  are and channels both alike); a value proposition shared with another segment, and a
+  segments document that has not caught up with the draft yet, are warnings;
 - the segments document: it lists exactly the drafts' segments, with the same value
   proposition names;
 - the canvas: shape and attributes (`bmc.documents.schemas.canvas`), every quote grounded as for

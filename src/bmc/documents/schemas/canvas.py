@@ -17,13 +17,15 @@ form (what `canvas.md.j2` writes, shown in skills/bmc-canvas/references/canvas-t
                                     items `(fixed|variable)`, `Serves:` optional
     ## Tensions and Observations    free text
 
-Every item has one or more `Evidence:` sub-bullets. Canonical markdown survives a round trip
+Every item has one or more `Evidence:` sub-bullets, except a `Not yet known` item standing in
+for a segment's channel, relationship or revenue stream. Canonical markdown survives a round trip
 byte for byte; hand-typed variations parse too, as for the segments documents: any list
 marker, sub-bullets indented or not, em dash, en dash, spaced hyphen or colon between a name
 and its description, bold or plain names, headings and attributes in any case, a few heading
 aliases ("Relationships", "Key Partners", "Costs"), extra blank lines, wrapped lines, evidence
 with or without backticks or "From", quotes in straight or typographic marks, `Serves:`
-separated by semicolons (or commas when there is no semicolon).
+separated by semicolons (or commas when there is no semicolon), several phases or
+relationship types separated by commas or bars.
 
 This module checks the shape and the allowed attribute values; whether the segments are the
 agreed ones and the quotes are in the research is checked in `bmc.documents.validate`, which uses
