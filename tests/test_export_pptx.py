@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from pptx import Presentation
 from pptx.dml.color import RGBColor
+from pptx.enum.dml import MSO_FILL
 from pptx.enum.shapes import MSO_SHAPE_TYPE
 from pptx.util import Inches
 
@@ -205,6 +206,40 @@ def test_every_slide_carries_the_credit(deck: Presentation) -> None:
             assert VPC_CREDIT not in said, number
 
 
+def assert_notes_inside_their_blocks(deck: Presentation) -> None:
+    """Every sticky note lies wholly inside one of the nine block frames."""
+    slide = deck.slides[0]
+    frames = [
+        s
+        for s in slide.shapes
+        if s.shape_type == MSO_SHAPE_TYPE.AUTO_SHAPE
+        and s.fill.type == MSO_FILL.BACKGROUND
+        and not s.text_frame.text
+    ]
+    assert len(frames) == 9
+    canvas = fixture_canvas()
+    names = {i.name for i in [*canvas.segments, *canvas.costs, *canvas.key_activities]}
+    names |= {i.name for group in canvas.channels.values() for i in group}
+    notes = [
+        s
+        for s in slide.shapes
+        if s.shape_type == MSO_SHAPE_TYPE.AUTO_SHAPE and s.text_frame.text.split("\n")[0] in names
+    ]
+    assert len(notes) >= len(names)
+    for note in notes:
+        assert any(
+            f.left <= note.left
+            and note.left + note.width <= f.left + f.width
+            and f.top <= note.top
+            and note.top + note.height <= f.top + f.height
+            for f in frames
+        ), note.text_frame.text
+
+
+def test_no_note_spills_out_of_its_block(deck: Presentation) -> None:
+    assert_notes_inside_their_blocks(deck)
+
+
 # --- the firm's template --------------------------------------------------------------------
 
 
@@ -228,6 +263,7 @@ def test_a_firms_template_gives_its_size_layouts_and_fonts(tmp_path: Path) -> No
     deck = Presentation(str(export(project, "--template", str(template))))
     assert (deck.slide_width, deck.slide_height) == (Inches(10), Inches(7.5))
     assert len(deck.slides) == 1 + len(SEGMENTS)
+    assert_notes_inside_their_blocks(deck)  # the 4:3 slide is shorter on room
     for slide in deck.slides:
         assert slide.slide_layout.name == "Firm title only"
         assert "Sample slide from the firm" not in texts(slide)

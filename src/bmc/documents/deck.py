@@ -50,7 +50,7 @@ NEUTRAL = RGBColor(0xF4, 0xF2, 0xEC)
 WHITE = RGBColor(0xFF, 0xFF, 0xFF)
 # Type sizes tried for the notes, largest first: with their descriptions, then (a canvas
 # too full for that) names only, the descriptions moving to the speaker notes.
-NOTE_SIZES_PT = (10.0, 9.0, 8.0, 7.5, 7.0, 6.5, 6.0)
+NOTE_SIZES_PT = (10.0, 9.0, 8.0, 7.5, 7.0, 6.5, 6.0, 5.5, 5.0)
 # The slide's own measures, in pixels at 96 per inch (render.Metrics for the page).
 SLIDE_METRICS = render.Metrics(
     note_column_em=10.0,
@@ -258,18 +258,49 @@ def new_slide(
         heading.left, heading.top = emu(margin), emu(height * 0.025)
         heading.width, heading.height = emu(width - 2 * margin), emu(height * 0.085)
     heading.text_frame.text = title
+    frame = heading.text_frame
     if own_title:
-        frame = heading.text_frame
         frame.vertical_anchor = MSO_ANCHOR.MIDDLE
-        for paragraph in frame.paragraphs:
+    # A long title keeps the template's font and colour but not a size that would spill
+    # out of its placeholder onto the content below.
+    size = 24.0 if own_title else title_size(heading, layout)
+    fitting = title_fit(title, heading, size)
+    for paragraph in frame.paragraphs:
+        if own_title:
             paragraph.alignment = PP_ALIGN.LEFT
-            for run in paragraph.runs:
-                run.font.size = Pt(24)
+        for run in paragraph.runs:
+            if own_title or fitting < size:
+                run.font.size = Pt(fitting)
+            if own_title:
                 run.font.bold = True
     # The content starts under the title, wherever the template put it (within reason).
     title_bottom = px(heading.top + heading.height) if heading.top is not None else height * 0.12
     top = min(max(title_bottom + height * 0.012, height * 0.08), height * 0.25)
     return slide, Frame(margin, top, width - 2 * margin, height - margin * 0.6)
+
+
+def title_size(heading: object, layout: SlideLayout) -> float:
+    """The title's type size in points as the template sets it: on the slide's title, the
+    layout's, else the master's title style (PowerPoint's 44 when none says)."""
+    placeholder = next(
+        (p for p in layout.placeholders if p.placeholder_format.type in _TITLE_KINDS), None
+    )
+    for element in (heading, placeholder):
+        if element is not None:
+            found = element._element.xpath(".//a:lvl1pPr/a:defRPr/@sz")  # type: ignore[attr-defined]
+            if found:
+                return int(found[0]) / 100
+    found = layout.slide_master.element.xpath(".//p:titleStyle/a:lvl1pPr/a:defRPr/@sz")
+    return int(found[0]) / 100 if found else 44.0
+
+
+def title_fit(title: str, heading: object, size: float) -> float:
+    """The largest size up to `size` at which `title` fits its placeholder (12pt at least)."""
+    width = px(heading.width) - 20  # type: ignore[attr-defined]
+    height = px(heading.height) - 8  # type: ignore[attr-defined]
+    while size > 12 and text_height([[Run(title)]], width, pt_to_px(size)) > height:
+        size -= 2
+    return max(size, 12.0)
 
 
 def add_credit(slide: Slide, frame: Frame, line: str) -> float:
