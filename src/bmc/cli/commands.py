@@ -467,6 +467,46 @@ def render(workspace: str | None, org: str | None, project: str | None) -> None:
         click.echo(f"Wrote {path}")
 
 
+@cli.group()
+def export() -> None:
+    """The deliverables the client keeps: an editable deck, a one-page PDF of the canvas."""
+
+
+_OUT = click.option("--out", type=click.Path(path_type=Path), help="Write here instead.")
+
+
+@export.command("pptx")
+@click.option(
+    "--template", type=click.Path(path_type=Path), help="The firm's own .pptx to build on."
+)
+@_OUT
+@project_options
+def export_pptx(template: Path | None, out: Path | None, **where: str | None) -> None:
+    """Write canvas/canvas.pptx: the canvas slide and a slide per segment, editable."""
+    from bmc.documents.deck import export_pptx as write_deck
+
+    project = _where(**where).project_or_fail()
+    _repair_when_free(project)
+    _say_written(*write_deck(project, out, template))
+
+
+@export.command("pdf")
+@_OUT
+@project_options
+def export_pdf(out: Path | None, **where: str | None) -> None:
+    """Write canvas/canvas.pdf: the canvas on one A3 page, printed by your Chromium or Chrome."""
+    from bmc.documents.canvas_pdf import export_pdf as write_pdf
+
+    project = _where(**where).project_or_fail()
+    _repair_when_free(project)
+    _say_written(*write_pdf(project, out))
+
+
+def _say_written(path: Path, status: Any) -> None:
+    shown = "the agreed canvas" if status.agreed else "the draft canvas, not agreed yet"
+    click.echo(f"Wrote {path}: {shown}.")
+
+
 @cli.command()
 @click.option(
     "--workspace",

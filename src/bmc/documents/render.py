@@ -33,6 +33,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from bmc.documents import gate, stages
+from bmc.documents.credits import credit
 from bmc.documents.schemas import Problem
 from bmc.documents.schemas.canvas import Canvas, CanvasItem, parse_canvas
 from bmc.documents.schemas.segments import (
@@ -525,10 +526,10 @@ LEGEND_STYLES = (
 
 
 def sheet_height(
-    canvas: Canvas, legend: Sequence[str], notice: bool, m: Metrics = METRICS
+    canvas: Canvas, legend: Sequence[str], notice: bool, m: Metrics = METRICS, credit_line: str = ""
 ) -> float:
     """The height left for the sheet on the printed page under the heading and the legend
-    (`legend`: the text of every legend entry)."""
+    (`legend`: the text of every legend entry) and above the credit line."""
     heading = m.root * 0.8 * 1.35 + 6 + 3  # the kicker, the rule under the heading
     title = m.root * 1.7
     heading += line_count(canvas.organisation, m.page_width - 420, title, bold=True) * title * 1.2
@@ -540,7 +541,11 @@ def sheet_height(
             lines, used = lines + 1, 0.0
         used += wide
     legend_height = 16 + lines * (label * 1.35 + 4)
-    return m.page_height - heading - legend_height - (40 if notice else 0) - 4 - m.slack
+    small = m.root * 0.72
+    credit_height = 6 + line_count(credit_line, m.page_width, small) * small * 1.35
+    return (
+        m.page_height - heading - legend_height - credit_height - (40 if notice else 0) - 4
+    ) - m.slack
 
 
 def canvas_blocks(canvas: Canvas, styles: dict[str, SegmentStyle]) -> list[Block]:
@@ -725,8 +730,11 @@ def canvas_page(
     status: Status,
     styles: dict[str, SegmentStyle] | None = None,
     drafts: dict[str, DraftParts] | None = None,
+    one_page: bool = False,
+    zoom: float = 1.0,
 ) -> str:
-    """The HTML of `canvas/canvas.html`."""
+    """The HTML of `canvas/canvas.html`; with `one_page`, the page `bmc export pdf` prints:
+    the sheet alone, at `zoom`."""
     styles = styles if styles is not None else segment_styles(s.name for s in canvas.segments)
     # A segment only the canvas names (a canvas behind its segments) still gets a colour.
     styles = {**styles}
@@ -738,8 +746,6 @@ def canvas_page(
     # Shared and all-segment notes are always explained; untied ones only when there are some.
     legend_styles = [(k, label) for k, label in LEGEND_STYLES if k != "none" or k in kinds]
     labels = [s.name for s in legend] + [label for _, label in legend_styles]
-    height = sheet_height(canvas, labels, bool(status.note))
-    layout = fit_sheet(blocks, height)
 
     def offers(segment: str) -> list[Offer]:
         for name, items in canvas.value_propositions.items():
@@ -748,6 +754,9 @@ def canvas_page(
         return []
 
     vpcs = _vpcs((s.name for s in canvas.segments), offers, styles, drafts or {})
+    credit_line = credit(value_proposition_canvas=bool(vpcs))
+    height = sheet_height(canvas, labels, bool(status.note), credit_line=credit_line)
+    layout = fit_sheet(blocks, height)
     return _page(
         "canvas.html.j2",
         canvas=canvas,
@@ -761,6 +770,9 @@ def canvas_page(
         metrics=METRICS,
         vpcs=vpcs,
         footnotes=[n for b in blocks for n in b.notes if n.ref],
+        credit=credit_line,
+        one_page=one_page,
+        zoom=zoom,
     )
 
 
@@ -816,6 +828,7 @@ def segments_page(
         status=status,
         cards=cards,
         styles=sorted(styles.values(), key=lambda s: s.index),
+        credit=credit(value_proposition_canvas=any(c.vpc for c in cards)),
     )
 
 
@@ -856,10 +869,7 @@ def render_pages(project: Project) -> list[tuple[str, str]]:
         else None
     )
     drafts = read_drafts(project)
-    # Colours follow the segments document's order so a segment wears the same colour on
-    # both pages; a segment only the canvas names comes after.
-    order = [s.name for s in doc.segments] if doc else []
-    styles = segment_styles([*order, *(s.name for s in canvas.segments)] if canvas else order)
+    styles = _project_styles(doc, canvas)
 
     # The segments page is useful on its own during the segments stage, before any canvas.
     pages = []
@@ -870,6 +880,48 @@ def render_pages(project: Project) -> list[tuple[str, str]]:
         html = segments_page(doc, status=segments_status, styles=styles, drafts=drafts)
         pages.append((SEGMENTS_HTML, html))
     return pages
+
+
+def _project_styles(doc: SegmentsDocument | None, canvas: Canvas | None) -> dict[str, SegmentStyle]:
+    # Colours follow the segments document's order so a segment wears the same colour on
+    # both pages (and in the exports); a segment only the canvas names comes after.
+    order = [s.name for s in doc.segments] if doc else []
+    return segment_styles([*order, *(s.name for s in canvas.segments)] if canvas else order)
+
+
+@dataclass(frozen=True)
+class CanvasSource:
+    """Everything the canvas's deliverables are made from, read as `bmc render` reads it:
+    the agreed canvas when there is one, else the working draft (marked so)."""
+
+    canvas: Canvas
+    status: Status
+    styles: dict[str, SegmentStyle]
+    drafts: dict[str, DraftParts]
+    segments: SegmentsDocument | None
+
+
+def load_canvas(project: Project) -> CanvasSource:
+    """The canvas and what goes with it; exit 2 when there is no canvas yet, 1 when it
+    cannot be read."""
+    canvas_stage, segments_stage = gate.STAGES["canvas"], gate.STAGES["segments"]
+    status = _status(project, canvas_stage)
+    if status is None:
+        raise PrerequisiteError(
+            f"there is no canvas yet ({canvas_stage.document} is missing): run "
+            "`bmc run bmc-canvas` first."
+        )
+    canvas = _parse(project, status.source, parse_canvas)
+    segments_status = _status(project, segments_stage)
+    doc = (
+        _parse(project, segments_status.source, parse_segments_document)
+        if segments_status
+        else None
+    )
+    styles = _project_styles(doc, canvas)
+    for segment in canvas.segments:
+        styles.setdefault(name_key(segment.name), SegmentStyle(segment.name, len(styles)))
+    return CanvasSource(canvas, status, styles, read_drafts(project), doc)
 
 
 def read_drafts(project: Project) -> dict[str, DraftParts]:
