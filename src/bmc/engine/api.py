@@ -31,7 +31,7 @@ from typing import Any
 import anthropic
 
 from bmc.documents import gate
-from bmc.documents.skills import Skill, check_requires, load_skill
+from bmc.documents.skills import WARNING, Skill, cautions, check_requires, load_skill
 from bmc.documents.validate import checker_digest, make_validator
 from bmc.engine import agreement
 from bmc.engine import session as sessions
@@ -56,7 +56,7 @@ from bmc.engine.usage import DEFAULT_MODEL, RunUsage, TurnUsage
 from bmc.errors import BmcError, ModelError, StoppedForPerson, UserError
 from bmc.workspace.outcome import ToolOutcome
 from bmc.workspace.paths import Project
-from bmc.workspace.tools import Toolbox
+from bmc.workspace.tools import OPTIONAL_TOOLS, Toolbox
 
 # The Messages API's server-side web search; the endpoint runs it, results arrive in the reply.
 WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
@@ -128,6 +128,7 @@ def start(
     """Start `skill_name` on the project. Checks the skill and its prerequisites before any
     API call or write (a missing gate costs nothing), then runs on a worker thread."""
     skill = load_skill(skill_name, options.skills_dir)
+    gate.STAGES.for_gates(skill.agrees)  # an `agrees` naming no stage: one sentence, now
     check_requires(skill, project)
     client = options.client or make_client(options.provider)
     conversation = Conversation(project, options, client, label=skill.name)
@@ -258,11 +259,17 @@ class Conversation:
         text = f"Start the {skill.name} skill for this project now."
         if opening:
             text += f"\n\nThe consultant says: {opening}"
+        # Said before anything else, on every surface: what bmc cannot promise for a skill
+        # written for another runner (SPEC section 3; the rest holds whatever the skill).
+        for caution in cautions(skill):
+            loud = caution.startswith(WARNING)
+            self._emit(Notice(f"{caution if loud else 'Note: ' + caution}."))
         system = render_system_prompt(
             skill,
             project,
             resources_writable=_writes_resources(skill),
-            has_agreement=bool(skill.gate),
+            has_agreement=bool(skill.agreeable),
+            optional_tools=_optional_tools(skill),
         )
         self.session = sessions.new_session(
             project,
@@ -278,6 +285,7 @@ class Conversation:
                 # cannot lose the opening (converse sends it when the conversation is empty).
                 "opening": text,
                 "gate": skill.gate,
+                "agrees": list(skill.agrees),
                 "next": skill.next,
             },
             lock=self._lock,
@@ -454,10 +462,11 @@ class Conversation:
             skill.folder,
             resources_writable=_writes_resources(skill),
             validator=make_validator(project),
+            optional_tools=_optional_tools(skill),
         )
         toolbox.read_hashes.update(session.read_hashes)
         runner_tools: dict[str, RunnerTool] = {}
-        if skill.gate:
+        if skill.agreeable:
             runner_tools["request_agreement"] = RunnerTool(
                 agreement.DEFINITION, self._agreement_handler(skill)
             )
@@ -484,7 +493,8 @@ class Conversation:
 
         def handle(tool_input: dict[str, Any]) -> ToolOutcome:
             try:
-                stage = agreement.stage_for(str(tool_input.get("document", "")), skill.gate)
+                document = str(tool_input.get("document", ""))
+                stage = agreement.stage_for(document, skill.agreeable)
                 proposal = agreement.check_ready(project, stage)
             except agreement.NotReady as err:
                 return ToolOutcome(err.listing(), is_error=True)
@@ -566,6 +576,11 @@ class _Reporting:
 
 def _farewell(session: sessions.Session) -> str:
     """The last line of a run: the stage is done, or how to pick the session up again."""
+    again = session.header.get("agrees") or []
+    if again:
+        stages = gate.STAGES.for_gates(again)
+        if all(gate.gate_state(session.project, s) == "agreed" for s in stages):
+            return f"Done: {' and '.join(s.gate for s in stages)} are agreed as they stand."
     skill_gate = session.header.get("gate")
     stage = next((s for s in gate.STAGES.values() if s.gate == skill_gate), None)
     if stage and gate.gate_state(session.project, stage) == "agreed":
@@ -573,6 +588,11 @@ def _farewell(session: sessions.Session) -> str:
         then = f" Next: `bmc run {nxt}`." if nxt else ""
         return f"Stage done: {stage.gate} is agreed.{then}"
     return f"Session saved. Continue it any time with `bmc resume {session.id}`."
+
+
+def _optional_tools(skill: Skill) -> tuple[str, ...]:
+    """The tools beyond the file tools that a skill asks for in its `allowed-tools`."""
+    return tuple(name for name in OPTIONAL_TOOLS if name in skill.allowed_tools)
 
 
 def _writes_resources(skill: Skill) -> bool:

@@ -51,6 +51,7 @@ def render_system_prompt(
     today: dt.date | None = None,
     resources_writable: bool = False,
     has_agreement: bool = True,
+    optional_tools: tuple[str, ...] = (),
 ) -> str:
     files = list_files(project)
     if len(files) > LISTING_CAP:
@@ -67,4 +68,5 @@ def render_system_prompt(
         files=files,
         resources_writable=resources_writable,
         has_agreement=has_agreement,
+        optional_tools=optional_tools,
     )
