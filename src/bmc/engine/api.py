@@ -54,6 +54,7 @@ from bmc.engine.loop import Agent, Interrupted, Limits, RunnerTool
 from bmc.engine.prompt import render_system_prompt
 from bmc.engine.usage import DEFAULT_MODEL, RunUsage, TurnUsage
 from bmc.errors import BmcError, ModelError, StoppedForPerson, UserError
+from bmc.workspace.confine import Refused
 from bmc.workspace.outcome import ToolOutcome
 from bmc.workspace.paths import Project
 from bmc.workspace.tools import OPTIONAL_TOOLS, Toolbox
@@ -590,6 +591,17 @@ def _farewell(session: sessions.Session) -> str:
     return f"Session saved. Continue it any time with `bmc resume {session.id}`."
 
 
+def _moving(session: sessions.Session, toolbox: Toolbox) -> set[str]:
+    """The drafts that the unanswered rename and remove calls of the last reply move."""
+    found = set()
+    for pending in session.pending_calls():
+        spelled = (pending.get("input") or {}).get("file_path")
+        if pending.get("name") in OPTIONAL_TOOLS and isinstance(spelled, str):
+            with contextlib.suppress(Refused):
+                found.add(toolbox.resolve(spelled).display)
+    return found
+
+
 def _optional_tools(skill: Skill) -> tuple[str, ...]:
     """The tools beyond the file tools that a skill asks for in its `allowed-tools`."""
     return tuple(name for name in OPTIONAL_TOOLS if name in skill.allowed_tools)
@@ -608,7 +620,10 @@ def _drift(session: sessions.Session, skill: Skill) -> list[str]:
     if session.header.get("rules_digest") not in (None, checker_digest()):
         found.append("the document checks changed (bmc was upgraded): drafts are checked anew.")
     toolbox = Toolbox(session.project, skill.folder)
+    moving = _moving(session, toolbox)
     for path, digest in sorted(session.read_hashes.items()):
+        if path in moving:
+            continue  # the model's own rename or removal, cut off before its result: it runs again
         now = toolbox.current_hash(path)
         if now != digest:
             state = "was deleted" if now is None else "changed"
