@@ -26,7 +26,8 @@ DRAFTS = [
     "segments/drafts/freight-hauliers-and-island-businesses.md",
     "segments/drafts/island-commuters.md",
     "segments/drafts/island-residents-on-non-work-trips.md",
-    "segments/drafts/public-service-partners.md",
+    # Renamed from public-service-partners.md by the demo's iteration (bmc-iterate).
+    "segments/drafts/public-service-customers.md",
     "segments/drafts/visitors-and-day-trippers.md",
 ]
 
@@ -40,7 +41,7 @@ def test_demo_plays_the_whole_chain_from_the_inbox_to_the_rendered_canvas(tmp_pa
     # Exit 0 also means the scripted model was finished: the demo checks that last.
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
-    for skill in ("bmc-research", "bmc-segments", "bmc-canvas"):
+    for skill in ("bmc-research", "bmc-segments", "bmc-canvas", "bmc-iterate"):
         assert f"bmc run {skill}" in result.stdout
     project = locate(workspace, "tidewater", "growth-2027")
     # It started where an engagement starts: material in the inbox, nothing agreed.
@@ -66,8 +67,20 @@ def test_demo_plays_the_whole_chain_from_the_inbox_to_the_rendered_canvas(tmp_pa
     assert f"**Digest**: {gate.digest(document)}" in decisions
     assert "**Agreed by**: Demo Consultant (consultant)" in decisions
     assert not (project.state_dir / gate.INTENT).exists()
-    for number in ("1", "2", "3"):
-        assert len(re.findall(rf"^## \S+ — Stage {number}: ", decisions, re.M)) == 1
+    # The brief once; the segments and the canvas agreed, then agreed again after the
+    # client renamed a segment, in chain order.
+    headings = re.findall(r"^## \S+ — Stage (\d): .* (re-agreed|agreed)$", decisions, re.M)
+    assert headings == [
+        ("1", "agreed"),
+        ("2", "agreed"),
+        ("3", "agreed"),
+        ("2", "re-agreed"),
+        ("3", "re-agreed"),
+    ]
+    assert not (project.project_dir / "segments/drafts/public-service-partners.md").exists()
+    canvas_page = (project.project_dir / "canvas/canvas.html").read_text("utf-8")
+    assert "Public-service customers" in canvas_page
+    assert "Public-service partners" not in canvas_page
     assert [s.state for s in project_status(project).stages] == ["agreed", "agreed", "agreed"]
 
 

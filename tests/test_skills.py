@@ -208,10 +208,7 @@ MALFORMED = {
         "---\nname: bad\ndescription: x\nmetadata: stage 2\n---\nbody\n",
         "metadata must be",
     ),
-    "stage not a number": (
-        "---\nname: bad\ndescription: x\nmetadata:\n  stage: two\n---\nbody\n",
-        "whole number",
-    ),
+    # A stage that is not a number loads (a label): tests/test_skills_elsewhere.py.
     "absolute requires": (
         "---\nname: bad\ndescription: x\nmetadata:\n  requires: /etc/passwd\n---\nbody\n",
         "relative to the project folder",

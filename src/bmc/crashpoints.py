@@ -7,7 +7,8 @@ every `workspace.append_record`, so the `decisions.md` entry counts as well as j
 records; give the `:<n>` explicitly for this one), `atomic-write` (temp file written, not yet
 renamed: every document, gate and runner-state file, the lock's holder note included),
 `stream-text` (after a text delta of a streamed reply), `gate-written` (gate on disk,
-decisions entry not yet), `tool-result` (a tool ran, its result not journaled).
+decisions entry not yet), `tool-result` (a tool ran, its result not journaled),
+`draft-moved` (a draft renamed or removed, the tool's result not yet journaled).
 tests/test_kill.py lists where each falls in a short session.
 """
 

@@ -104,7 +104,7 @@ def init(org: str, project: str, name: str | None, workspace: str | None) -> Non
 )
 def skills(skills_dir: str | None) -> None:
     """List the skills this installation can run, in chain order."""
-    from bmc.documents.skills import scan_skills
+    from bmc.documents.skills import WARNING, cautions, scan_skills
 
     scan = scan_skills(Path(skills_dir) if skills_dir else None)
     for skill in scan.skills:
@@ -112,6 +112,9 @@ def skills(skills_dir: str | None) -> None:
         click.echo(
             f"{skill.stage or '-':>2}  {skill.name:<16} {skill.description.split('. ')[0]}{needs}"
         )
+        for caution in cautions(skill):
+            loud = caution.startswith(WARNING)
+            click.echo(f"    {caution if loud else 'note: ' + caution}.", err=loud)
     for problem in scan.problems:
         click.echo(f"not loaded: {problem}", err=True)
 

@@ -2,8 +2,10 @@
 
 The engagement fixture (the client's material in the inbox, no brief yet) is copied to a
 fresh folder, and the chain runs as a consultant would run it: bmc-research, bmc-segments,
-bmc-canvas, then render. For each skill the scripted model serves that stage's scenario on
-loopback and the real SDK talks to it exactly as it would to Anthropic. The consultant's
+bmc-canvas, then one iteration after the agreement (bmc-iterate: the client renames a
+segment, and the segments and the canvas are agreed again), then render. For each skill
+the scripted model serves that stage's scenario on loopback and the real SDK talks to it
+exactly as it would to Anthropic. The consultant's
 lines come from the scenario (the scripted model answers the same whatever is typed); at an
 agreement prompt a newcomer at a terminal answers for real.
 """
@@ -35,6 +37,7 @@ CHAIN = (
     ("bmc-research", "demo-research.json"),
     ("bmc-segments", "demo-segments.json"),
     ("bmc-canvas", "demo-canvas.json"),
+    ("bmc-iterate", "demo-iterate.json"),
 )
 
 

@@ -5,6 +5,9 @@ folder works in Claude Code and other clients: only the standard top-level front
 and the runner's own fields under `metadata` as strings. The loader is stricter than the
 reference validator (`skills-ref`, which reads every value as a string): a number, list,
 boolean or empty value under `metadata` is refused with a sentence saying what to write.
+A string it does not understand is not refused: a firm's skill written for another runner
+(`author`, `version`, a `stage` of "4+") loads, and `cautions` says plainly which of bmc's
+guarantees it cannot have.
 
 Where skills come from: the user's `--skills-dir` first, so a firm can override a packaged
 skill or add its own, then the packaged `skills/` folder. A folder counts as a skill when it
@@ -58,6 +61,9 @@ class Skill:
     requires: tuple[str, ...] = ()
     produces: tuple[str, ...] = ()
     gate: str | None = None
+    # Gates of stages other skills draft that this one may ask a person to agree again, in
+    # chain order (bmc-iterate: the segments, then the canvas).
+    agrees: tuple[str, ...] = ()
     after: str | None = None
     next: str | None = None
     schema: str | None = None
@@ -66,6 +72,16 @@ class Skill:
     # agreed") and what its **Agreed** line says was signed off (bmc.documents.stages).
     deliverable: str = ""
     signed_off: str = ""
+
+    @property
+    def agreeable(self) -> tuple[str, ...]:
+        """Every gate an agreement in this skill may write: its own, then those it `agrees`."""
+        own = (self.gate,) if self.gate else ()
+        return own + tuple(g for g in self.agrees if g != self.gate)
+
+    @property
+    def packaged(self) -> bool:
+        return self.folder.parent == data_dir("skills")
 
     def references(self) -> list[str]:
         """Files the model may read under `skill/`: everything but SKILL.md, sorted."""
@@ -166,8 +182,10 @@ def _checked_extra_dir(extra_dir: Path) -> Path:
 
 
 def _stage_order(skill: Skill) -> tuple[float, str]:
-    # Numeric so stage "10" sorts after "2"; skills without a stage come last.
-    return (int(skill.stage) if skill.stage else math.inf, skill.name)
+    # Numeric so stage "10" sorts after "2"; a label such as "4+" by its number; skills
+    # without a number come last.
+    found = re.match(r"[0-9]+", skill.stage)
+    return (int(found.group()) if found else math.inf, skill.name)
 
 
 def _skill_files(folder: Path) -> Iterator[tuple[str, Path]]:
@@ -218,6 +236,7 @@ def parse_skill(folder: Path) -> Skill:
         requires=_paths(meta, "requires", name, where),
         produces=_paths(meta, "produces", name, where),
         gate=_single_path(meta, "gate", name, where),
+        agrees=_agrees(meta, name, where),
         after=_skill_ref(meta, "after", name, where),
         next=_skill_ref(meta, "next", name, where),
         schema=meta.get("schema") or None,
@@ -326,11 +345,23 @@ def _not_a_string(name: str, where: Path, key: Any, item: Any) -> str:
 
 
 def _stage(value: str, name: str, where: Path) -> str:
-    if value and not re.fullmatch(r"[0-9]+", value):
-        raise UserError(
-            f'skill {name} ({where}): metadata stage {value!r} must be a whole number such as "2".'
-        )
-    return value
+    """The stage as written. A label that is not a whole number ("4+") is kept: it only
+    orders the listing, and a skill with a gate, which needs a number, is refused by the
+    stage table instead (`bmc.documents.stages`)."""
+    if "\n" in value or "\r" in value:
+        raise UserError(f"skill {name} ({where}): metadata stage must be one line of text.")
+    return value.strip()
+
+
+def _agrees(meta: dict[str, str], name: str, where: Path) -> tuple[str, ...]:
+    gates = _paths(meta, "agrees", name, where)
+    for path in gates:
+        if not path.endswith(".agreed.md"):
+            raise UserError(
+                f"skill {name} ({where}): metadata agrees names {path!r}; list the gate files "
+                'of the stages it may agree again, such as "segments/segments.agreed.md".'
+            )
+    return gates
 
 
 def _paths(meta: dict[str, str], key: str, name: str, where: Path) -> tuple[str, ...]:
@@ -380,6 +411,77 @@ def _allowed_tools(fields: dict[str, Any], where: Path) -> tuple[str, ...]:
             'such as allowed-tools: "read grep".'
         )
     return tuple(value.split())
+
+
+# --- what bmc cannot promise for a skill ---------------------------------------------------
+
+WARNING = "WARNING: "  # how a caution that must not be missed starts
+
+# The runner's fields a firm's override may drop, and what is lost with each.
+_RUNNER_FIELDS = (
+    ("requires", "the prerequisite check before it starts"),
+    ("gate", "its agreement gate (no agreement can be reached in it)"),
+    ("agrees", "the agreements it may ask for again"),
+    ("schema", "the schema its documents are checked against"),
+    ("produces", "the list of documents it writes"),
+    ("after", "the skill named to run first when a prerequisite is missing"),
+    ("next", "the skill the consultant is pointed to once it is agreed"),
+    ("stage", "its place in the chain"),
+)
+
+
+def cautions(skill: Skill) -> list[str]:
+    """The guarantees bmc cannot give for a skill from elsewhere, one plain sentence each
+    (none for a packaged skill, which is written for the runner). What never depends on a
+    skill still holds for every one: confinement, gates written only by a person's yes, the
+    journal, and the checks on bmc's own documents."""
+    if skill.packaged:
+        return []
+    found = []
+    if not skill.requires:
+        found.append(
+            f"skill {skill.name} names no prerequisites (metadata requires), so bmc cannot "
+            "check that the stages it builds on are agreed before it starts"
+        )
+    if not skill.agreeable:
+        found.append(
+            f"skill {skill.name} has no gate (metadata gate), so no agreement can be reached "
+            "in it: sign stages off with `bmc agree` or their own skills"
+        )
+    if not skill.schema:
+        found.append(
+            f"skill {skill.name} names no schema (metadata schema): bmc still checks what it "
+            "writes to the segment drafts, segments.md and canvas.md, but nothing else it writes"
+        )
+    if skill.stage and not skill.stage.isdigit():
+        found.append(
+            f'skill {skill.name} gives its stage as "{skill.stage}", not a number bmc can place '
+            "in the chain; it is listed by the number it starts with"
+        )
+    return found + _override_losses(skill)
+
+
+def _override_losses(skill: Skill) -> list[str]:
+    """Loud when a firm's skill shadows a packaged one of the same name but drops runner
+    metadata the packaged one has: the guarantees that went with it are gone."""
+    packaged = data_dir("skills") / skill.name
+    if skill.packaged or not (packaged / SKILL_FILE).is_file():
+        return []
+    try:
+        original = parse_skill(packaged)
+    except UserError:
+        return []
+    lost = [
+        f"{key} ({what})"
+        for key, what in _RUNNER_FIELDS
+        if getattr(original, key) and not getattr(skill, key)
+    ]
+    if not lost:
+        return []
+    return [
+        f"{WARNING}skill {skill.name} in {skill.folder.parent} overrides the packaged "
+        f"{skill.name} but drops its runner metadata, losing: {'; '.join(lost)}"
+    ]
 
 
 # --- prerequisites ----------------------------------------------------------------------

@@ -128,6 +128,19 @@ class StageTable(Mapping[str, Stage]):
         # stage may branch off the segments beside the canvas, and both go stale together.
         return [s for s in self.values() if stage in self.upstream_of(s)]
 
+    def for_gates(self, gates: Iterable[str]) -> list[Stage]:
+        """The stages whose gates are `gates`, in chain order; a gate that is no stage's is
+        one sentence (a skill's `agrees` naming a file the chain does not know)."""
+        wanted = list(gates)
+        unknown = [g for g in wanted if self.for_gate(g) is None]
+        if unknown:
+            known = ", ".join(s.gate for s in self.values())
+            raise UserError(
+                f"{', '.join(unknown)} is not the gate of any stage (the gates are {known}): "
+                "check the skill's metadata gate and agrees lines."
+            )
+        return [s for s in self.values() if s.gate in wanted]
+
     def producer_of(self, paths: Iterable[str]) -> Stage | None:
         """The earliest stage whose skill writes (or agrees) one of `paths`: the one to run
         first when they are missing."""
@@ -187,6 +200,11 @@ def _number(skill: Skill) -> int:
         raise UserError(
             f"skill {skill.name} has a gate ({skill.gate}) but no stage number; add "
             'metadata stage: "<n>" to its SKILL.md.'
+        )
+    if not skill.stage.isdigit():
+        raise UserError(
+            f"skill {skill.name} has a gate ({skill.gate}) but its stage {skill.stage!r} is not "
+            'a whole number; a gated stage needs one, such as metadata stage: "4".'
         )
     return int(skill.stage)
 

@@ -27,7 +27,7 @@ from typing import Any
 from bmc.documents import gate
 from bmc.engine.events import AgreementRequested
 from bmc.engine.lock import ProjectLock
-from bmc.errors import BmcError, UserError
+from bmc.errors import BmcError, PrerequisiteError, UserError
 from bmc.workspace.paths import Project
 
 DEFINITION: dict[str, Any] = {
@@ -146,14 +146,17 @@ class AlreadyAgreed:
 Result = Recorded | Declined | Changed | AlreadyAgreed
 
 
-def stage_for(document: str, expected_gate: str | None) -> gate.Stage:
-    """The stage a `request_agreement` names, if it is the one this skill agrees."""
+def stage_for(document: str, gates: tuple[str, ...] | str | None) -> gate.Stage:
+    """The stage a `request_agreement` names, if its gate is one this skill may write
+    (`Skill.agreeable`: its own gate, or the gates it `agrees` again, such as bmc-iterate's)."""
+    allowed = (gates,) if isinstance(gates, str) else tuple(gates or ())
     # normpath alone keeps a leading `../` (which names no stage and is refused); a
     # character strip like lstrip("./") would have turned `../x` into `x`.
     normal = posixpath.normpath(document.strip() or ".")
     stage = gate.stage_for_document(normal)
-    if stage is None or stage.gate != expected_gate:
-        expected = expected_gate.replace(".agreed.md", ".md") if expected_gate else "nothing"
+    if stage is None or stage.gate not in allowed:
+        documents = [g.replace(".agreed.md", ".md") for g in allowed]
+        expected = " or ".join(documents) if documents else "nothing"
         raise UserError(f"this skill agrees {expected}, not {normal!r}.")
     return stage
 
@@ -262,7 +265,14 @@ def describe(result: Result, next_skill: str | None) -> tuple[str, bool]:
     """What the model is told of a result, and whether it is an error."""
     nxt = f" Tell the consultant the next step is `bmc run {next_skill}`." if next_skill else ""
     if isinstance(result, Recorded):
-        return f"agreed: {result.stage.gate} written and recorded in decisions.md.{nxt}", False
+        stale = ""
+        if result.stale:
+            gates = ", ".join(s.gate for s in result.stale)
+            stale = f" Built on it, and out of date until agreed again: {gates}."
+        return (
+            f"agreed: {result.stage.gate} written and recorded in decisions.md.{stale}{nxt}",
+            False,
+        )
     if isinstance(result, AlreadyAgreed):
         return (
             f"agreed: {result.stage.gate} already holds exactly this document "
@@ -280,11 +290,33 @@ def describe(result: Result, next_skill: str | None) -> tuple[str, bool]:
 
 
 def check_ready(project: Project, stage: gate.Stage) -> gate.Proposal:
-    """The proposal, or `NotReady` saying what to fix first."""
+    """The proposal, or `NotReady` saying what to fix first; a stage whose upstream is not
+    agreed as it stands now (changed since, or built on a stage agreed again) cannot be
+    agreed: the chain is agreed in order, the segments before the canvas."""
+    check_chain(project, stage)
     proposal = gate.propose(project, stage)
     if proposal.problems:
         raise NotReady(stage.document, proposal.problems)
     return proposal
+
+
+def check_chain(project: Project, stage: gate.Stage) -> None:
+    """Refuse (exit 2) while a stage `stage` builds on is not agreed as it stands.
+
+    Threat: a canvas agreed on segments the client is still changing: the segments document
+    differs from its gate, so the canvas would be signed off against segments nobody agreed."""
+    for upstream in reversed(gate.upstream_of(stage)):  # the earliest first: agree in order
+        if gate.gate_state(project, upstream) != "stale":
+            continue
+        if gate.reagreed_upstream(project, upstream):
+            why = "was agreed before a stage it builds on was agreed again"
+        else:
+            why = f"changed since it was agreed ({upstream.document})"
+        raise PrerequisiteError(
+            f"the {upstream.key} stage {why}: agree the {upstream.key} again before the "
+            f"{stage.key} (request_agreement on {upstream.document}, or "
+            f"`bmc agree {upstream.key}`)."
+        )
 
 
 class NotReady(BmcError):

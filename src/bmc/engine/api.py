@@ -31,7 +31,7 @@ from typing import Any
 import anthropic
 
 from bmc.documents import gate
-from bmc.documents.skills import Skill, check_requires, load_skill
+from bmc.documents.skills import WARNING, Skill, cautions, check_requires, load_skill
 from bmc.documents.validate import checker_digest, make_validator
 from bmc.engine import agreement
 from bmc.engine import session as sessions
@@ -54,9 +54,10 @@ from bmc.engine.loop import Agent, Interrupted, Limits, RunnerTool
 from bmc.engine.prompt import render_system_prompt
 from bmc.engine.usage import DEFAULT_MODEL, RunUsage, TurnUsage
 from bmc.errors import BmcError, ModelError, StoppedForPerson, UserError
+from bmc.workspace.confine import Refused
 from bmc.workspace.outcome import ToolOutcome
 from bmc.workspace.paths import Project
-from bmc.workspace.tools import Toolbox
+from bmc.workspace.tools import OPTIONAL_TOOLS, Toolbox
 
 # The Messages API's server-side web search; the endpoint runs it, results arrive in the reply.
 WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
@@ -128,6 +129,7 @@ def start(
     """Start `skill_name` on the project. Checks the skill and its prerequisites before any
     API call or write (a missing gate costs nothing), then runs on a worker thread."""
     skill = load_skill(skill_name, options.skills_dir)
+    gate.STAGES.for_gates(skill.agrees)  # an `agrees` naming no stage: one sentence, now
     check_requires(skill, project)
     client = options.client or make_client(options.provider)
     conversation = Conversation(project, options, client, label=skill.name)
@@ -258,11 +260,17 @@ class Conversation:
         text = f"Start the {skill.name} skill for this project now."
         if opening:
             text += f"\n\nThe consultant says: {opening}"
+        # Said before anything else, on every surface: what bmc cannot promise for a skill
+        # written for another runner (SPEC section 3; the rest holds whatever the skill).
+        for caution in cautions(skill):
+            loud = caution.startswith(WARNING)
+            self._emit(Notice(f"{caution if loud else 'Note: ' + caution}."))
         system = render_system_prompt(
             skill,
             project,
             resources_writable=_writes_resources(skill),
-            has_agreement=bool(skill.gate),
+            has_agreement=bool(skill.agreeable),
+            optional_tools=_optional_tools(skill),
         )
         self.session = sessions.new_session(
             project,
@@ -278,6 +286,7 @@ class Conversation:
                 # cannot lose the opening (converse sends it when the conversation is empty).
                 "opening": text,
                 "gate": skill.gate,
+                "agrees": list(skill.agrees),
                 "next": skill.next,
             },
             lock=self._lock,
@@ -454,10 +463,11 @@ class Conversation:
             skill.folder,
             resources_writable=_writes_resources(skill),
             validator=make_validator(project),
+            optional_tools=_optional_tools(skill),
         )
         toolbox.read_hashes.update(session.read_hashes)
         runner_tools: dict[str, RunnerTool] = {}
-        if skill.gate:
+        if skill.agreeable:
             runner_tools["request_agreement"] = RunnerTool(
                 agreement.DEFINITION, self._agreement_handler(skill)
             )
@@ -484,7 +494,8 @@ class Conversation:
 
         def handle(tool_input: dict[str, Any]) -> ToolOutcome:
             try:
-                stage = agreement.stage_for(str(tool_input.get("document", "")), skill.gate)
+                document = str(tool_input.get("document", ""))
+                stage = agreement.stage_for(document, skill.agreeable)
                 proposal = agreement.check_ready(project, stage)
             except agreement.NotReady as err:
                 return ToolOutcome(err.listing(), is_error=True)
@@ -566,6 +577,11 @@ class _Reporting:
 
 def _farewell(session: sessions.Session) -> str:
     """The last line of a run: the stage is done, or how to pick the session up again."""
+    again = session.header.get("agrees") or []
+    if again:
+        stages = gate.STAGES.for_gates(again)
+        if all(gate.gate_state(session.project, s) == "agreed" for s in stages):
+            return f"Done: {' and '.join(s.gate for s in stages)} are agreed as they stand."
     skill_gate = session.header.get("gate")
     stage = next((s for s in gate.STAGES.values() if s.gate == skill_gate), None)
     if stage and gate.gate_state(session.project, stage) == "agreed":
@@ -573,6 +589,22 @@ def _farewell(session: sessions.Session) -> str:
         then = f" Next: `bmc run {nxt}`." if nxt else ""
         return f"Stage done: {stage.gate} is agreed.{then}"
     return f"Session saved. Continue it any time with `bmc resume {session.id}`."
+
+
+def _moving(session: sessions.Session, toolbox: Toolbox) -> set[str]:
+    """The drafts that the unanswered rename and remove calls of the last reply move."""
+    found = set()
+    for pending in session.pending_calls():
+        spelled = (pending.get("input") or {}).get("file_path")
+        if pending.get("name") in OPTIONAL_TOOLS and isinstance(spelled, str):
+            with contextlib.suppress(Refused):
+                found.add(toolbox.resolve(spelled).display)
+    return found
+
+
+def _optional_tools(skill: Skill) -> tuple[str, ...]:
+    """The tools beyond the file tools that a skill asks for in its `allowed-tools`."""
+    return tuple(name for name in OPTIONAL_TOOLS if name in skill.allowed_tools)
 
 
 def _writes_resources(skill: Skill) -> bool:
@@ -588,7 +620,10 @@ def _drift(session: sessions.Session, skill: Skill) -> list[str]:
     if session.header.get("rules_digest") not in (None, checker_digest()):
         found.append("the document checks changed (bmc was upgraded): drafts are checked anew.")
     toolbox = Toolbox(session.project, skill.folder)
+    moving = _moving(session, toolbox)
     for path, digest in sorted(session.read_hashes.items()):
+        if path in moving:
+            continue  # the model's own rename or removal, cut off before its result: it runs again
         now = toolbox.current_hash(path)
         if now != digest:
             state = "was deleted" if now is None else "changed"

@@ -133,6 +133,7 @@ def render_system_prompt(
     today: dt.date | None = None,
     resources_writable: bool = False,
     has_agreement: bool = True,
+    optional_tools: tuple[str, ...] = (),
 ) -> str:
     files = list_files(project, skill.folder)
     if len(files) > LISTING_CAP:
@@ -151,4 +152,5 @@ def render_system_prompt(
         files=files,
         resources_writable=resources_writable,
         has_agreement=has_agreement,
+        optional_tools=optional_tools,
     )

@@ -80,8 +80,16 @@ class Session:
 
     def tool_result(self, block: dict[str, Any], read_hashes: dict[str, str]) -> None:
         changed = {k: v for k, v in read_hashes.items() if self.read_hashes.get(k) != v}
+        # A draft renamed or removed is no longer one the model has seen: forgotten here too,
+        # or a resume would report it "deleted since the model read it".
+        dropped = sorted(k for k in self.read_hashes if k not in read_hashes)
         self.read_hashes.update(changed)
-        self.journal.append("tool_result", {"block": block, "read_hashes": changed})
+        for path in dropped:
+            del self.read_hashes[path]
+        record: dict[str, Any] = {"block": block, "read_hashes": changed}
+        if dropped:
+            record["forgotten"] = dropped
+        self.journal.append("tool_result", record)
 
     def turn(self, usage: TurnUsage) -> None:
         self.journal.append("usage", usage.__dict__)
@@ -232,6 +240,8 @@ def _apply(session: Session, kind: str, data: dict[str, Any]) -> None:
         else:
             messages.append({"role": "user", "content": [block]})
         session.read_hashes.update(data.get("read_hashes", {}))
+        for path in data.get("forgotten", []):
+            session.read_hashes.pop(path, None)
     elif kind == "usage":
         session.usage.add(TurnUsage(**data))
     elif kind == "cleared":

@@ -21,6 +21,12 @@ every symlink (so a symlink cannot launder a forbidden target into an allowed na
 Never writable, whatever the spelling: gate files (`*.agreed.md`, anywhere), `decisions.md` at
 the project root, anything under `.bmc/`; `.bmc/` is not even readable or listed.
 
+Renaming and removing (`resolve_draft`) is narrower still, a whitelist rather than a list of
+exceptions: only a `*.md` file directly in the project's `segments/drafts/`, spelled exactly
+as it lies on disk (no symlink anywhere on the way, no case variant), may be moved or
+removed. Gates, `versions/`, `resources/`, `inbox/`, `skill/`, `decisions.md`, `.bmc/` and
+every other document fall outside it without needing a rule of their own.
+
 Names that travel: the project is checked out on Windows and macOS too, so a write may not
 create a file or folder whose name one of them cannot hold (`a\\b.md`, `nul.md`, `x:y`,
 `notes.`); the person's own files keep whatever names they have.
@@ -42,13 +48,23 @@ from pathlib import Path, PurePosixPath
 
 from anthropic.lib.tools.agent_toolset import AgentToolContext, resolve_path
 
-from bmc.workspace.paths import RESERVED_SLUG_SUFFIX, STATE_DIR, Project, is_windows_device
+from bmc.workspace.paths import (
+    RESERVED_SLUG_SUFFIX,
+    STATE_DIR,
+    Project,
+    is_windows_device,
+    slugify,
+)
 
 MOUNTS = ("resources", "inbox", "skill")
 PROJECT = "project"
 GATE_SUFFIX = ".agreed.md"
 DECISIONS = "decisions.md"
 MAX_DEPTH = 64
+# The one folder whose files the model may rename or remove: the segment drafts, one per
+# segment, named after it (a renamed or dropped segment takes its draft with it).
+DRAFTS_FOLDER = ("segments", "drafts")
+DRAFT_SUFFIX = ".md"
 OUTSIDE = "leads outside the project folder and its resources/, inbox/ and skill/ folders"
 WINDOWS_FORBIDDEN = '<>"|?*'
 DEVICE = "is a device name on Windows (CON, PRN, AUX, NUL, COM0-9, LPT0-9, any extension)"
@@ -159,6 +175,10 @@ def _quoted(name: str) -> str:
     """`name` in quotes, control characters escaped so the one-line reason stays one line."""
     shown = "".join(f"\\x{ord(ch):02x}" if unicodedata.category(ch) == "Cc" else ch for ch in name)
     return f"'{shown}'"
+
+
+def _shown_path(display: str) -> str:
+    return display or "the project folder"
 
 
 def _folded_parts(path: Path) -> tuple[str, ...]:
@@ -371,6 +391,60 @@ class Confinement:
             if os.path.lexists(root.joinpath(*rel[:depth])):
                 return rel[depth:]
         return rel
+
+    # -- the drafts the model may rename or remove ---------------------------------------
+
+    def resolve_draft(self, spelled: str) -> Target:
+        """A segment draft's path, for a rename or a removal, or `Refused`.
+
+        Everything a write is checked for first (NUL, `..`, absolute paths, symlinks out,
+        gates, `decisions.md`, `.bmc/`, read-only mounts, names Windows cannot hold), then
+        the whitelist: `segments/drafts/<name>.md` in the project folder and nothing else.
+        """
+        target = self.resolve(spelled, for_write=True)
+        parts = tuple(target.rel.split("/"))
+        # Threat: a draft reached through a symlink (the folder or the file itself), or a
+        # case variant on a case-insensitive disk: the spelling must be the canonical path,
+        # so what is moved is the very file named, not the target of a link.
+        inside = target.mount == PROJECT and parts[:-1] == DRAFTS_FOLDER and len(parts) == 3
+        if not inside or target.display != target.rel:
+            where = "/".join(DRAFTS_FOLDER)
+            raise Refused(
+                f"only the segment drafts in {where}/ can be renamed or removed, and "
+                f"{_shown_path(target.display)} is not one of them"
+            )
+        if not parts[-1].endswith(DRAFT_SUFFIX):
+            raise Refused(f"{target.display} is not a draft: drafts are {DRAFT_SUFFIX} files")
+        return target
+
+    def draft_name_problem(self, target: Target) -> str | None:
+        """Why a draft may not take the name of `target` (a rename's destination), or None:
+        it must be the slug of a segment's title, and no file of that name, in any case,
+        may be there already."""
+        stem = target.path.name.removesuffix(DRAFT_SUFFIX)
+        if not stem or slugify(stem) != stem:
+            suggestion = slugify(stem) or "island-commuters"
+            return (
+                f"the new name {_quoted(target.path.name)} is not a slug: name the draft after "
+                f"the segment's title in lowercase letters, digits and single hyphens, e.g. "
+                f"{suggestion}{DRAFT_SUFFIX}"
+            )
+        # Threat: `Retail.md` beside `retail.md` is one file on macOS and Windows, and a git
+        # checkout there would lose one of them.
+        folded = fold(target.path.name)
+        try:
+            clash = next(
+                (e.name for e in os.scandir(target.path.parent) if fold(e.name) == folded), None
+            )
+        except OSError:
+            clash = None
+        if clash is not None:
+            return (
+                f"{'/'.join(DRAFTS_FOLDER)}/{clash} already exists: a rename never replaces a "
+                "file; choose another name, or remove that draft first if the two segments "
+                "were merged"
+            )
+        return None
 
     # -- walking a folder ---------------------------------------------------------------
 

@@ -1,7 +1,10 @@
 """The model's file tools, confined to one project (SPEC section 4).
 
 `read`, `write`, `edit`, `glob` and `grep` take the names and argument schemas of Anthropic's
-`agent_toolset_20260401` file tools. Path policy (what may be touched at all) lives in
+`agent_toolset_20260401` file tools. That toolset has no tool to move or delete a file, so
+`rename` (`file_path`, `new_path`) and `remove` (`file_path`) are ours, in the same style;
+they are offered only to a skill that lists them in its `allowed-tools`, and reach only the
+segment drafts (`Confinement.resolve_draft`). Path policy (what may be touched at all) lives in
 `bmc.workspace.confine`; this module adds what each tool does, the caps that keep a hostile
 or careless call cheap, the hand-edit protection (no write over bytes the model has not
 seen), governed document validation, and livelock detection.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import codecs
 import copy
 import hashlib
+import os
 import re
 import signal
 import time
@@ -27,9 +31,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bmc.crashpoints import crash_point
 from bmc.workspace.confine import Confinement, Refused, Target, fs_reason
 from bmc.workspace.outcome import ToolOutcome
-from bmc.workspace.paths import Project, atomic_write
+from bmc.workspace.paths import Project, atomic_write, fsync_dir
 
 Validator = Callable[[str, str], tuple[list[str], list[str]]]
 
@@ -46,6 +51,8 @@ LIVELOCK_REFUSALS = 3  # refusals of one path in a row for the very same problem
 # model alternating between two broken drafts never repeats itself three times running.
 LIVELOCK_STREAK = 8
 IMPORT_HINT = "convert it with `bmc import` and read the markdown it produces"
+# Offered only to the skills whose `allowed-tools` name them (the others never need to).
+OPTIONAL_TOOLS = ("rename", "remove")
 
 
 # -- input schemas: one pydantic model per tool is the source of truth ---------------------
@@ -110,6 +117,22 @@ class GrepInput(_Input):
     )
 
 
+class RenameInput(_Input):
+    file_path: str = Field(
+        description="The segment draft to rename, e.g. segments/drafts/retail-banks.md."
+    )
+    new_path: str = Field(
+        description="Its new path in the same folder, named as the slug of the segment's new "
+        "title, e.g. segments/drafts/high-street-banks.md."
+    )
+
+
+class RemoveInput(_Input):
+    file_path: str = Field(
+        description="The segment draft to remove, e.g. segments/drafts/retail-banks.md."
+    )
+
+
 def _input_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The model's JSON schema without pydantic's titles and `anyOf [X, null]` wrappers."""
 
@@ -163,6 +186,16 @@ def _descriptions(cap: int, resources_writable: bool) -> dict[str, str]:
         "lines as path:line: text. path may be a file or a folder; without it the project "
         "folder and resources/ are searched. Binary files are skipped, long lines are "
         f"shortened, at most {GREP_MAX_LINES} lines are returned.",
+        "rename": "Rename a segment draft in segments/drafts/ when its segment is renamed: "
+        "the file keeps its content and takes new_path, which must be in the same folder and "
+        "named as the slug of the segment's new title (lowercase letters, digits, single "
+        "hyphens, .md). Never replaces a file. Only segment drafts can be renamed, and only "
+        "after you have read them (and again if a person changed them since). Then edit the "
+        "draft's title to the new name, and update segments/segments.md.",
+        "remove": "Remove a segment draft from segments/drafts/ when its segment is dropped "
+        "or merged into another. Only segment drafts can be removed, and only after you have "
+        "read them (and again if a person changed them since). Then take the segment out of "
+        "segments/segments.md.",
     }
 
 
@@ -189,6 +222,7 @@ class Toolbox:
         resources_writable: bool = False,
         validator: Validator | None = None,
         read_cap_bytes: int = 256 * 1024,
+        optional_tools: tuple[str, ...] = (),
     ) -> None:
         self.project = project
         self.validator = validator
@@ -207,6 +241,10 @@ class Toolbox:
             "glob": (GlobInput, self._glob),
             "grep": (GrepInput, self._grep),
         }
+        optional = {"rename": (RenameInput, self._rename), "remove": (RemoveInput, self._remove)}
+        for name in OPTIONAL_TOOLS:
+            if name in optional_tools:
+                self._tools[name] = optional[name]
         descriptions = _descriptions(read_cap_bytes, resources_writable)
         self._definitions = [
             {"name": name, "description": descriptions[name], "input_schema": _input_schema(model)}
@@ -399,6 +437,61 @@ class Toolbox:
         if self.livelock is None:
             self.livelock = _livelock(rel, problems, refusals)
 
+    # -- rename and remove: segment drafts only ----------------------------------------------
+
+    def _rename(self, args: RenameInput) -> str:
+        source = self.confinement.resolve_draft(args.file_path)
+        target = self.confinement.resolve_draft(args.new_path)
+        if source.rel.casefold() == target.rel.casefold():
+            raise Refused("file_path and new_path name the same draft: give the new name")
+        seen = self.read_hashes.get(source.display)
+        if seen is not None and _was_moved(source, target, seen):
+            # The model's own rename run again on resume: a crash came after the rename and
+            # before its result was journaled, so the rename is done and only its result is owed.
+            self._forget(source)
+            self.read_hashes[target.display] = seen
+            return f"renamed {source.display} to {target.display} (done before the session stopped)"
+        _regular_size(source)
+        # Threat: moving a consultant's hand edit away unseen (it would leave their file
+        # under a name they did not choose): the same rule as for a write.
+        self._check_seen(source, _sha256_file(source.path))
+        problem = self.confinement.draft_name_problem(target)
+        if problem:
+            raise Refused(problem)
+        # os.rename replaces an existing file; the check above is what forbids that. Only the
+        # model writes under the project's lock, so nothing of ours can slip in between.
+        os.rename(source.path, target.path)
+        fsync_dir(target.path.parent)
+        crash_point("draft-moved")
+        self._forget(source)
+        self.read_hashes[target.display] = _sha256_file(target.path)
+        return (
+            f"renamed {source.display} to {target.display}. If the segment's name changed, "
+            f"edit the draft's title so that its slug is {target.path.stem}, then update "
+            "segments/segments.md to match."
+        )
+
+    def _remove(self, args: RemoveInput) -> str:
+        target = self.confinement.resolve_draft(args.file_path)
+        if not os.path.lexists(target.path) and target.display in self.read_hashes:
+            # Run again on resume after a crash that came before its result was journaled.
+            self._forget(target)
+            return f"removed {target.display} (done before the session stopped)"
+        _regular_size(target)
+        self._check_seen(target, _sha256_file(target.path))
+        os.unlink(target.path)
+        fsync_dir(target.path.parent)
+        crash_point("draft-moved")
+        self._forget(target)
+        return (
+            f"removed {target.display}. Take its segment out of segments/segments.md, and out "
+            "of every canvas item that serves it."
+        )
+
+    def _forget(self, target: Target) -> None:
+        self.read_hashes.pop(target.display, None)
+        self._refusals.pop(target.rel, None)
+
     # -- glob -------------------------------------------------------------------------------
 
     def _glob(self, args: GlobInput) -> str:
@@ -559,6 +652,15 @@ def _sha256_file(path: Path) -> str:
         while chunk := handle.read(CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _was_moved(source: Target, target: Target, seen: str) -> bool:
+    """Whether a rename of `source` (whose bytes hashed `seen`) to `target` already happened."""
+    return (
+        not os.path.lexists(source.path)
+        and _is_regular(target.path)
+        and _sha256_file(target.path) == seen
+    )
 
 
 def _holds(target: Target, data: bytes) -> bool:
