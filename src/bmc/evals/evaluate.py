@@ -128,8 +128,9 @@ def run_eval(skill_name: str, options: EvalOptions, say: Callable[[str], None]) 
     if regressions:
         for line in regressions:
             say(f"regression: {line}")
+        report = out / "report.html"
         raise Regression(
-            f"{len(regressions)} regression(s) against {options.baseline}: see {out / 'report.html'}."
+            f"{len(regressions)} regression(s) against {options.baseline}: see {report}."
         )
     return outcome
 

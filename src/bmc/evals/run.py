@@ -8,6 +8,7 @@ model's requests are kept too (offline), so a test can show what reached the mod
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -159,10 +160,8 @@ def converse(
             record.recorded.append(event)
         elif isinstance(event, ev.Stopped):
             record.exit_code, record.reason = event.exit_code, event.reason
-    try:
+    with contextlib.suppress(BmcError):  # its exit code and sentence came with Stopped
         conversation.wait()
-    except BmcError:
-        pass  # its exit code and sentence came with the Stopped event
     record.seconds = time.monotonic() - started
     record.lines_left = len(lines)
     session = conversation.session
