@@ -537,7 +537,7 @@ def demo(workspace: str | None, yes: bool, in_browser: bool, port: int, no_brows
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
-    help="A new or empty folder for results.json, report.html and each run's workspace (default: bmc-eval/SKILL-TIME).",
+    help="A new or empty folder for results.json, report.html and the runs' workspaces.",
 )
 @click.option(
     "--grade-with-model",
