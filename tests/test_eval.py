@@ -14,7 +14,7 @@ import pytest
 from bmc.evals.cases import load_cases
 from bmc.evals.evaluate import EvalOptions, run_eval
 from bmc.workspace.packaged import data_dir
-from clihelp import run_bmc, snapshot
+from clihelp import run_bmc, scripted_env, snapshot
 
 FIXTURES = data_dir("fixtures")
 SEGMENTS_LINES = [
@@ -321,3 +321,59 @@ def test_the_shipped_cases_load_and_their_first_replays_offline(tmp_path: Path, 
     assert done.exit_code == 0, done.output
     [case] = results(out)["cases"]
     assert case["run_summary"]["pass_rate"]["mean"] == 1.0, verdicts(case)
+
+
+def test_with_a_key_the_model_is_real_its_cost_is_counted_and_held_to_the_budget(
+    tmp_path: Path, scripted: Any
+) -> None:
+    """With a key the case runs against the endpoint the SDK is pointed at (here a scripted
+    model standing in for the API): nothing is marked simulated, and the cost budget holds."""
+    scenario = json.loads((FIXTURES / "scenarios" / "demo-segments.json").read_text("utf-8"))
+    endpoint = scripted(scenario)
+    skills = firm(tmp_path / "firm", [good_case(budgets={"max_cost": 0.0001})])
+    out = tmp_path / "out"
+
+    args = ["--skills-dir", str(skills), "--out", str(out), "--case", "firm/1"]
+    done = run_bmc(["eval", "bmc-segments", *args], env=scripted_env(endpoint))
+
+    assert done.exit_code == 0, done.output
+    found = results(out)
+    assert found["scripted"] is False and found["token_note"] == ""
+    case = found["cases"][0]
+    checks = verdicts(case)
+    assert checks["Cost at most $0.00"]["passed"] is False
+    ended = checks["The run ended by itself (no error, no budget or livelock stop)"]
+    assert ended["passed"] is False and "cost" in ended["evidence"]
+    assert case["runs"][0]["cost"] > 0.0001
+    assert "simulated" not in (out / "report.html").read_text("utf-8")
+
+
+def test_a_session_saved_with_record_becomes_a_case_that_replays(
+    tmp_path: Path, scripted: Any
+) -> None:
+    """docs/eval.md's recipe: `bmc run --record` a good session, name the file as the case's
+    scenario with no consultant lines of its own, and the eval replays it offline."""
+    workspace = tmp_path / "before"
+    shutil.copytree(FIXTURES / "workspace", workspace)
+    skills = firm(tmp_path / "firm", [])
+    recorded = tmp_path / "firm" / "evals" / "bmc-segments" / "good-session.json"
+    endpoint = scripted(json.loads((FIXTURES / "scenarios" / "demo-segments.json").read_text()))
+    where = ["--workspace", str(workspace), "--org", "tidewater", "--project", "growth-2027"]
+    session = run_bmc(
+        ["run", "bmc-segments", "--record", str(recorded), *where],
+        input="\n".join(SEGMENTS_LINES) + "\n",
+        env=scripted_env(endpoint),
+    )
+    assert session.exit_code == 0, session.output
+    case = good_case(scenario="good-session.json", expectations=[])
+    del case["consultant"]  # the recording's own lines, its "yes" included
+    (recorded.parent / "evals.json").write_text(
+        json.dumps({"skill_name": "bmc-segments", "evals": [case]}), "utf-8"
+    )
+    out = tmp_path / "out"
+
+    done = evaluate(skills, out, "--case", "firm/1", "--scripted")
+
+    assert done.exit_code == 0, done.output
+    [case_result] = results(out)["cases"]
+    assert case_result["run_summary"]["pass_rate"]["mean"] == 1.0, verdicts(case_result)
