@@ -564,6 +564,57 @@ def demo(workspace: str | None, yes: bool, in_browser: bool, port: int, no_brows
     run_demo(target, assume_yes=yes)
 
 
+@cli.command("eval")
+@click.argument("skill")
+@click.option(
+    "--model", help="Claude model id to measure (default: $BMC_MODEL or claude-sonnet-5-5)."
+)
+@click.option(
+    "--repeat", type=click.IntRange(min=1), default=1, show_default=True, help="Runs per case."
+)
+@click.option(
+    "--baseline",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A results.json of an earlier run to compare with.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A new or empty folder for results.json, report.html and the runs' workspaces.",
+)
+@click.option(
+    "--grade-with-model",
+    is_flag=True,
+    help="Also grade each expectation with a model-graded rubric.",
+)
+@click.option(
+    "--scripted",
+    is_flag=True,
+    help="Replay each case's recorded scenario offline, even with a key.",
+)
+@click.option("--case", "cases", multiple=True, help="Run only this case id (repeatable).")
+@click.option(
+    "--skills-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="A firm's skills folder; its cases are read from ../evals/SKILL/evals.json.",
+)
+@click.option(
+    "--provider",
+    type=click.Choice(["anthropic", "bedrock", "vertex"]),
+    default="anthropic",
+    show_default=True,
+    help="Reach Claude directly, or through AWS Bedrock or Google Vertex AI.",
+)
+def eval_(skill: str, cases: tuple[str, ...], **options: Any) -> None:
+    """Measure SKILL against a model: run each eval case in a scratch workspace, grade it,
+    write results.json and report.html. Without an API key (or with --scripted) cases replay
+    their recorded scenarios on the scripted model. Exit 5: a pass rate fell below the
+    --baseline's by more than the spread of its repeats (docs/eval.md)."""
+    from bmc.evals.evaluate import EvalOptions, run_eval
+
+    run_eval(skill, EvalOptions(cases=list(cases), **options), click.echo)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one sentence and an exit code for every failure, never a traceback."""
     try:
