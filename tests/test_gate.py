@@ -548,7 +548,7 @@ def test_an_edited_document_is_stale_and_agreeing_it_again_is_recorded_as_re_agr
 
     assert states(ready) == {"brief": "agreed", "segments": "stale", "canvas": "missing"}
     table = bmc(ready, "status").stdout
-    assert "the document changed since it was agreed" in table
+    assert "changed since agreed (version 1): 1 section changed" in table
     assert "bmc agree segments" in table.split("Next:")[1]
 
     again = bmc(ready, "agree", "segments", input="yes\n")

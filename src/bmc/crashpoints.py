@@ -7,9 +7,11 @@ every `workspace.append_record`, so the `decisions.md` entry counts as well as j
 records; give the `:<n>` explicitly for this one), `atomic-write` (temp file written, not yet
 renamed: every document, gate and runner-state file, the lock's holder note included),
 `stream-text` (after a text delta of a streamed reply), `gate-written` (gate on disk,
-decisions entry not yet), `tool-result` (a tool ran, its result not journaled),
-`draft-moved` (a draft renamed or removed, the tool's result not yet journaled).
-tests/test_kill.py lists where each falls in a short session.
+version and decisions entry not yet), `version-meta-written` (a version's sidecar on disk, its
+document not yet), `version-written` (the version whole, the decisions entry not yet),
+`tool-result` (a tool ran, its result not journaled), `draft-moved` (a draft renamed or
+removed, the tool's result not yet journaled). tests/test_kill.py lists where each falls in a
+short session; tests/test_versions_kill.py where they fall in `bmc agree`.
 """
 
 from __future__ import annotations

@@ -278,9 +278,9 @@ def _repair_when_free(project: Project) -> None:
     """Finish an agreement a crash interrupted before a model-free command reads the gates
     (SPEC section 6: "repaired on the next command"), unless a session holds the project:
     its agreement may be under way, and the session repairs it itself."""
-    from bmc.documents.gate import INTENT
+    from bmc.documents.gate import needs_repair
 
-    if not (project.state_dir / INTENT).exists():
+    if not needs_repair(project):
         return
     from bmc.documents.gate import repair_decisions
     from bmc.engine.lock import ProjectLock
@@ -436,6 +436,48 @@ AGREE_PROMPT = (
     "Does the client agree? Type yes (optionally `yes, <client contact>`), "
     "or anything else to stop: "
 )
+
+
+@cli.command()
+@click.argument("stage", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the versions as JSON for scripts.")
+@project_options
+def history(
+    stage: str | None, as_json: bool, workspace: str | None, org: str | None, project: str | None
+) -> None:
+    """List the agreed versions of STAGE (default: every stage): number, date, who agreed,
+    digest and the decisions.md entry each belongs to."""
+    from bmc.cli.history import show_history
+
+    where = _where(workspace, org, project).project_or_fail()
+    _repair_when_free(where)
+    show_history(where, stage, as_json=as_json)
+
+
+@cli.command()
+@click.argument("stage")
+@click.argument("a", required=False)
+@click.argument("b", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON for scripts.")
+@project_options
+def diff(
+    stage: str,
+    a: str | None,
+    b: str | None,
+    as_json: bool,
+    workspace: str | None,
+    org: str | None,
+    project: str | None,
+) -> None:
+    """What changed in STAGE between version A and B (numbers, or `working` for the document
+    as it is now), in segments, value propositions, canvas items and evidence. With no A
+    and B: the latest agreed version against the working document; with A alone: version A
+    against the working document."""
+    from bmc.cli.history import show_diff
+
+    where = _where(workspace, org, project).project_or_fail()
+    _repair_when_free(where)
+    show_diff(where, stage, a, b, as_json=as_json)
 
 
 @cli.command("import")

@@ -3,11 +3,13 @@
 The order of writes is what makes a crash harmless:
 1. an intent note in `.bmc/` (what is being agreed, its digest, scope, who);
 2. the gate, an exact copy of the agreed bytes (atomic);
-3. the `decisions.md` entry (one appended record);
-4. the intent note is removed.
-A crash after 2 and before 4 leaves a gate without its entry: `repair_decisions` (run at the
-start of every project command) finds the note, sees the gate matches it, and appends the
-entry once. A crash before 2 leaves a note for a gate that was never written: it is dropped.
+3. the version: `versions/<stage>/v<N>.json`, then `v<N>.md` (`bmc.documents.versions`);
+4. the `decisions.md` entry (one appended record);
+5. the intent note is removed.
+A crash after 2 and before 5 leaves a gate without its version or its entry:
+`repair_decisions` (run at the start of every project command) finds the note, sees the gate
+matches it, and completes the version and the entry once. A crash before 2 leaves a note for
+a gate that was never written: it is dropped, with a version sidecar it may have left.
 
 The gate files: this module writes them, and only `agreement` calls it, after a person's
 answer. Threat: the model writing a gate itself: the file tools refuse every spelling of
@@ -25,12 +27,13 @@ import json
 import os
 import posixpath
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import jinja2
 
 from bmc.crashpoints import crash_point
+from bmc.documents import versions
 from bmc.documents.stages import Stage, StageTable, packaged
 from bmc.errors import PrerequisiteError, UserError
 from bmc.workspace.paths import Project, append_record, atomic_write
@@ -64,6 +67,12 @@ class Intent:
     # Size of decisions.md before the entry is appended (-1: no file yet), so a repair can
     # tell a torn entry of ours from text a person wrote.
     decisions_size: int = -1
+    # The version this agreement keeps (0: a note written before versions existed), the
+    # one before it, and what changed since that one (the decisions entry says so).
+    version: int = 0
+    previous: int = 0
+    changes: list[str] = field(default_factory=list)
+    time: str = ""
 
 
 @dataclass(frozen=True)
@@ -174,6 +183,9 @@ def agree(
         )
     gate = project.project_dir / stage.gate
     decisions = _decisions_log(project)
+    # The history first: an agreement made before versions existed is the one this replaces.
+    versions.record_earlier_agreements(project)
+    last = versions.latest(project, stage)
     intent = Intent(
         stage=stage.key,
         digest=proposal.digest,
@@ -183,14 +195,44 @@ def agree(
         agreed_by=agreed_by,
         reagreed=gate.exists(),
         decisions_size=decisions.stat().st_size,
+        version=last.number + 1 if last else 1,
+        previous=last.number if last else 0,
+        changes=_changes(stage, last, proposal.data),
+        time=versions.now_time(),
     )
     intent_path = project.state_dir / INTENT
     atomic_write(intent_path, json.dumps(asdict(intent)))
     atomic_write(gate, proposal.data)
     crash_point("gate-written")
+    _keep_version(project, intent, proposal.data)
     entry = _record(project, intent)
     intent_path.unlink(missing_ok=True)
     return entry
+
+
+def _changes(stage: Stage, last: versions.Version | None, data: bytes) -> list[str]:
+    """What changed since the previous version, in a few words for the decisions entry."""
+    if last is None:
+        return []
+    from bmc.documents.diff import diff_documents
+
+    return diff_documents(stage, last.data(), data).summary()
+
+
+def _keep_version(project: Project, intent: Intent, data: bytes) -> None:
+    stage = STAGES[intent.stage]
+    heading = render_entry(intent).strip().splitlines()[0].removeprefix("## ")
+    meta: dict[str, object] = {
+        "digest": intent.digest,
+        "date": intent.date,
+        "time": intent.time,
+        "agreed_by": intent.agreed_by,
+        "scope": intent.scope,
+        "decision": heading,
+        "changes": intent.changes,
+        "origin": "agreement",
+    }
+    versions.write(project, stage, intent.version, data, meta)
 
 
 def _record(project: Project, intent: Intent) -> str:
@@ -231,6 +273,9 @@ def render_entry(intent: Intent) -> str:
         scope=_one_line(intent.scope),
         agreed_by=_one_line(intent.agreed_by),
         reagreed=intent.reagreed,
+        version=intent.version,
+        previous=intent.previous,
+        changes=[_one_line(change) for change in intent.changes],
     )
     return env.get_template("decision.md.j2").render(stage=stage, intent=flat)
 
@@ -239,8 +284,20 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def needs_repair(project: Project) -> bool:
+    """Whether `repair_decisions` has anything to do (read only, for a command deciding
+    whether to take the project's lock)."""
+    return (project.state_dir / INTENT).exists() or bool(versions.unrecorded(project))
+
+
 def repair_decisions(project: Project) -> str | None:
-    """Finish an agreement a crash interrupted; returns a note when something was repaired."""
+    """Finish an agreement a crash interrupted, and keep as versions the agreements made
+    before versions existed; returns a note when something was repaired."""
+    notes = [_finish_agreement(project), *versions.record_earlier_agreements(project)]
+    return "; ".join(note for note in notes if note) or None
+
+
+def _finish_agreement(project: Project) -> str | None:
     intent_path = project.state_dir / INTENT
     try:
         intent = Intent(**json.loads(intent_path.read_text("utf-8")))
@@ -253,6 +310,10 @@ def repair_decisions(project: Project) -> str | None:
     gate = project.project_dir / stage.gate
     note = None
     gate_written = gate.is_file() and digest(gate.read_bytes()) == intent.digest
+    if intent.version and gate_written:
+        _keep_version(project, intent, gate.read_bytes())
+    elif intent.version:
+        versions.drop_unfinished(project, stage, intent.version)
     if gate_written and not _is_recorded(project, intent):
         _drop_torn_entry(project, intent)
         _record(project, intent)

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-from bmc.documents import gate
+from bmc.documents import gate, versions
+from bmc.documents.diff import diff_documents
 from bmc.documents.stages import Stage, packaged
 from bmc.documents.validate import validate_project
 from bmc.workspace.paths import Project
@@ -82,10 +83,23 @@ def _why_stale(project: Project, stage: Stage) -> str:
     if not document.is_file():
         return "the document was deleted since it was agreed"
     if document.read_bytes() != agreed.read_bytes():
-        return "the document changed since it was agreed"
+        return _changed_since_agreed(project, stage)
     upstream = gate.reagreed_upstream(project, stage)
     named = f"the {upstream.key} stage" if upstream else "an earlier stage"
     return f"{named} was re-agreed after it"
+
+
+def _changed_since_agreed(project: Project, stage: Stage) -> str:
+    """`changed since agreed`, with what changed since the latest version, in a few words."""
+    last = versions.latest(project, stage)
+    if last is None:  # an agreement not yet kept as a version (a session holds the lock)
+        return CHANGED
+    found = diff_documents(stage, last.data(), (project.project_dir / stage.document).read_bytes())
+    what = "; ".join(found.summary(limit=3)) or "formatting only"
+    return f"{CHANGED} (version {last.number}): {what}"
+
+
+CHANGED = "changed since agreed"
 
 
 def _next_step(stages: list[StageStatus], table: Mapping[str, Stage]) -> str:

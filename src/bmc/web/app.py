@@ -428,6 +428,27 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
             )
         return JSONResponse({"agreed": stage.gate})
 
+    async def versions_of(request: Request) -> Response:
+        """A stage's agreed versions, and what changed between two of them (or one and the
+        working document): `?a=1&b=working`, defaults the latest version and the document."""
+        from bmc.web.versions_page import versions_page
+
+        project = project_of(request)
+        query = request.query_params
+        try:
+            view = await run_in_threadpool(
+                versions_page, project, request.path_params["stage"], query.get("a"), query.get("b")
+            )
+        except UserError as err:  # an unknown stage
+            raise NotFound(str(err)) from None
+        return page(
+            "versions.html",
+            project=project,
+            org_name=project.org_name(),
+            view=view,
+            key_missing=False,
+        )
+
     async def upload(request: Request) -> Response:
         from bmc.web.uploads import receive
 
@@ -462,6 +483,7 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
         Route("/p/{org}/{slug}/agree", _guarded(agree_outside), methods=["POST"]),
         Route("/p/{org}/{slug}/proposal", _guarded(proposal)),
         Route("/p/{org}/{slug}/upload", _guarded(upload), methods=["POST"]),
+        Route("/p/{org}/{slug}/versions/{stage}", _guarded(versions_of)),
         Mount("/static", _CachedStatic(directory=HERE / "static"), name="static"),
     ]
 

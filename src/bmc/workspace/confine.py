@@ -19,7 +19,9 @@ A path is checked twice: once as spelled (after lexical normalisation), and once
 canonical path the operation will really touch, after the SDK's `resolve_path` has followed
 every symlink (so a symlink cannot launder a forbidden target into an allowed name).
 Never writable, whatever the spelling: gate files (`*.agreed.md`, anywhere), `decisions.md` at
-the project root, anything under `.bmc/`; `.bmc/` is not even readable or listed.
+the project root, anything under `versions/` at the project root (the agreed versions: read,
+never written, created, renamed or removed by the model), anything under `.bmc/`; `.bmc/` is
+not even readable or listed.
 
 Renaming and removing (`resolve_draft`) is narrower still, a whitelist rather than a list of
 exceptions: only a `*.md` file directly in the project's `segments/drafts/`, spelled exactly
@@ -60,6 +62,7 @@ MOUNTS = ("resources", "inbox", "skill")
 PROJECT = "project"
 GATE_SUFFIX = ".agreed.md"
 DECISIONS = "decisions.md"
+VERSIONS = "versions"
 MAX_DEPTH = 64
 # The one folder whose files the model may rename or remove: the segment drafts, one per
 # segment, named after it (a renamed or dropped segment takes its draft with it).
@@ -68,6 +71,10 @@ DRAFT_SUFFIX = ".md"
 OUTSIDE = "leads outside the project folder and its resources/, inbox/ and skill/ folders"
 WINDOWS_FORBIDDEN = '<>"|?*'
 DEVICE = "is a device name on Windows (CON, PRN, AUX, NUL, COM0-9, LPT0-9, any extension)"
+VERSIONS_REFUSAL = (
+    "versions/ keeps what the client agreed: it can be read, but never written; "
+    "edit the stage's document and ask for agreement instead"
+)
 PORTABLE_HINT = (
     "use letters, digits, '-', '_' and '.' in names and '/' between folders "
     "(e.g. segments/drafts/retail-banks.md)"
@@ -128,6 +135,11 @@ def is_state(name: str) -> bool:
 
 def is_decisions(name: str) -> bool:
     return DECISIONS in _spellings(name)
+
+
+def is_versions(name: str) -> bool:
+    """The project's `versions/` folder, however spelled (`VERSIONS`, `versions.`)."""
+    return VERSIONS in _spellings(name)
 
 
 def _dot_lookalike(part: str) -> bool:
@@ -329,6 +341,9 @@ class Confinement:
         # Threat: `DECISIONS.md`, `./decisions.md`: the append-only log of agreements.
         if parts and parts[0] not in MOUNTS and is_decisions(parts[0]):
             raise Refused("decisions.md is the runner's log of agreements and is not writable")
+        # Threat: `Versions/segments/v1.md`, `versions./x`: rewriting what a client agreed.
+        if parts and parts[0] not in MOUNTS and is_versions(parts[0]):
+            raise Refused(VERSIONS_REFUSAL)
 
     def _canonical(self, mount: str, mapped: Path) -> Path:
         """Follow every symlink (the leaf too, even dangling) and check containment: the SDK's
@@ -363,6 +378,11 @@ class Confinement:
             raise Refused("the path leads to a gate file (*.agreed.md), which is not writable")
         if where == PROJECT and rel and is_decisions(rel[0]):
             raise Refused("the path leads to decisions.md, which is not writable")
+        if where == PROJECT and rel and is_versions(rel[0]):
+            raise Refused(
+                "the path leads into versions/, which keeps what the client agreed and is "
+                "not writable"
+            )
 
     def _check_read_only(self, canonical: Path) -> None:
         """Threat: a symlink in the project leading into inbox/, skill/ or a read-only
