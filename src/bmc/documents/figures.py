@@ -25,11 +25,14 @@ docs/validation.md for the reasons):
   link addresses, and whole numbers below twenty written as words ("three routes").
 
 A stated figure is found (`FigureIndex.find`) when a source holds a figure of a compatible
-kind whose value, rounded to the precision the document wrote, is the document's: `2.2
-million` is found for 2,220,000, `52%` for 52.4%, but `40%` is not found for 38%. A hedged
-figure ("about", "around", "roughly", "some", "nearly", "over", "up to" ...) is found within
-the rounding of its last non-zero digit or 5%, whichever is wider, on the side its hedge
-allows ("about 40%" for 38%, "over 400" for 410). Years and times are found only exactly.
+kind (a percentage among percentages, money in the same currency, a plain count among plain
+numbers and years, a time among times) with the same value, however either is typed: `1,650`
+and `1650`, `£3.0m` and `£3,000,000`. A hedged figure ("about", "around", "roughly", "some",
+"nearly", "over", "up to" ...) is found within the rounding of its last non-zero digit or
+5%, whichever is wider, on the side its hedge allows ("about 40%" for 38%, "over 400" for
+410); an unhedged one is not rounded ("40%" is not found for 38%, "£12m" not for £11.6m).
+Years and times are found only exactly. A figure is matched by value, not by what it counts:
+an altered figure equal to another figure of the same sources is not caught.
 """
 
 from __future__ import annotations
@@ -114,7 +117,8 @@ _WORD_SCALES = {"hundred": 100, "thousand": 1e3, "million": 1e6, "billion": 1e9}
 _NUMBER_WORD = "|".join(sorted([*_WORD_UNITS, *_WORD_SCALES], key=len, reverse=True))
 _WORDS = re.compile(
     rf"\b(?P<number>(?:(?:a|an)\s+(?=(?:hundred|thousand|million|billion)\b))?"
-    rf"(?:{_NUMBER_WORD})(?:(?:\s+|-)(?:{_NUMBER_WORD}))*)\b"
+    rf"(?:{_NUMBER_WORD})(?:(?:\s+|-|(?<=hundred)\s+and\s+|(?<=thousand)\s+and\s+|"
+    rf"(?<=million)\s+and\s+)(?:{_NUMBER_WORD}))*)\b"
     r"(?:\s(?P<pct>per\s?cent\b|percent\b)|\s(?P<curword>pounds?|dollars?|euros?)\b)?",
     re.IGNORECASE,
 )
@@ -288,7 +292,9 @@ def _digit_figure(text: str, match: re.Match[str]) -> Figure | None:
     stop = match.end()
     after = text[stop : stop + 2]
     # Glued to letters or a slash: "4G", "3rd", "10x", "24/7", "3/4".
-    if after[:1].isalnum() or after[:1] in "_/\\" or (after[:1] == "." and after[1:].isdigit()):
+    if after and (
+        after[0].isalnum() or after[0] in "_/\\" or (after[0] == "." and after[1:].isdigit())
+    ):
         return None
     if _DAY_BEFORE_MONTH.match(text, stop) and _is_day(number):
         return None
@@ -336,31 +342,18 @@ def _is_day(number: str) -> bool:
 
 
 def _word_figures(text: str, start: int, end: int) -> list[Figure]:
-    """Numbers written in words: "two hundred and fifty" is one, "forty and sixty" two."""
+    """Numbers written in words: "two hundred and fifty" is one number, "forty and sixty"
+    two."""
     read: list[Figure] = []
     for match in _WORDS.finditer(text, start, end):
-        value = _word_value(re.split(r"[\s-]+", match.group("number").lower()))
+        words = re.split(r"[\s-]+", match.group("number").lower())
+        value = _word_value([word for word in words if word != "and"])
         if value is None:
             continue
         curword = match.group("curword")
         currency = _CURRENCY_WORDS[curword.lower()] if curword else ""
         kind: Kind = "percent" if match.group("pct") else "money" if currency else "number"
         figure = Figure(match.group(), match.start(), match.end(), kind, value, 1.0, currency)
-        previous = read[-1] if read else None
-        if (
-            previous is not None
-            and previous.kind == "number"
-            and text[previous.end : figure.start].lower().strip() == "and"
-            and previous.written.lower().endswith(("hundred", "thousand", "million", "billion"))
-            and value < 100
-        ):
-            figure = replace(
-                figure,
-                written=text[previous.start : figure.end],
-                start=previous.start,
-                value=previous.value + value,
-            )
-            read.pop()
         read.append(figure)
     return [
         replace(f, unit=_last_place(f.value), words=True)
@@ -401,7 +394,10 @@ def _join_ranges(text: str, figures: list[Figure]) -> list[Figure]:
             continue
         left, right = _share_units(left, right)
         whole = text[left.start : right.end]
-        out[i], out[i + 1] = replace(left, written=whole), replace(right, written=whole)
+        # Both ends start where the range does: what stands before it (a hedge, a label)
+        # stands before each end.
+        out[i] = replace(left, written=whole)
+        out[i + 1] = replace(right, written=whole, start=left.start)
     return out
 
 
@@ -654,9 +650,8 @@ def _compatible(figure: Figure, keys: Iterable[tuple[str, str]]) -> list[tuple[s
         return [k for k in keys if k == ("money", figure.currency)]
     if figure.kind == "time":
         return [k for k in keys if k[0] == "time"]
-    if figure.kind == "year":
-        return [k for k in keys if k[0] in ("year", "number")]
-    return [k for k in keys if k[0] != "time"]
+    # A plain number is a count or a measure: "31 years" is not found in "31%".
+    return [k for k in keys if k[0] in ("year", "number")]
 
 
 def _bounds(figure: Figure) -> tuple[float, float]:
@@ -665,9 +660,9 @@ def _bounds(figure: Figure) -> tuple[float, float]:
     tiny = max(abs(value), 1.0) * 1e-9
     if figure.kind in ("year", "time"):
         return value - tiny, value + tiny
-    rounding = figure.unit / 2 + tiny
     if not figure.hedge:
-        return value - rounding, value + rounding
+        return value - tiny, value + tiny
+    rounding = figure.unit / 2 + tiny
     loose = max(_last_place_of(figure) / 2, value * HEDGE_TOLERANCE) + tiny
     if figure.hedge == "above":
         return value - rounding, value + loose
