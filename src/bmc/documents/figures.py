@@ -122,6 +122,9 @@ _WORDS = re.compile(
     r"(?:\s(?P<pct>per\s?cent\b|percent\b)|\s(?P<curword>pounds?|dollars?|euros?)\b)?",
     re.IGNORECASE,
 )
+_DIGIT_RUN = re.compile(r"\d+")
+# How far after its digits a figure's units may reach ("12.5 percentage points pounds").
+_UNITS_REACH = 60
 _QUICK_WORDS = re.compile(rf"\b(?:{_NUMBER_WORD})\b", re.IGNORECASE)
 # What joins the two ends of a range.
 _RANGE_JOIN = re.compile(r"\s*(?:-|–|—|to|and)\s*$", re.IGNORECASE)
@@ -172,7 +175,7 @@ def read_figures(text: str, *, words: bool = True) -> list[Figure]:
     """Every figure in `text` (markdown), in order; table cells take their column's unit."""
     figures: list[Figure] = []
     position = 0
-    for table in _TABLE.finditer(text):
+    for table in _TABLE.finditer(text) if "|" in text else ():
         figures += _read_span(text, position, table.start(), words=words)
         figures += _read_table(text, table.start(), table.end(), words=words)
         position = table.end()
@@ -247,35 +250,57 @@ def _in_column(figure: Figure, unit: _ColumnUnit) -> Figure:
 def _read_span(text: str, start: int, end: int, *, words: bool) -> list[Figure]:
     """The figures of text[start:end], ranges joined, in order."""
     found: list[Figure] = []
-    times = list(_times(text, start, end))
-    taken = [(f.start, f.end) for f in times]
-    found += times
     done = start
-    for match in _DIGITS.finditer(text, start, end):
-        if match.start() < done or any(a <= match.start("num") < b for a, b in taken):
+    # The patterns are tried only where a digit is: a plain search for digits runs at C
+    # speed, and a 5 MB report of prose has few of them.
+    for run in _DIGIT_RUN.finditer(text, start, end):
+        at = run.start()
+        if at < done:
             continue
+        window = min(end, run.end() + _UNITS_REACH)
+        time = _time_figure(_TIME.match(text, at, window))
+        if time is not None:
+            found.append(time)
+            done = time.end
+            continue
+        match = _DIGITS.match(text, _prefix_start(text, start, at), window)
+        if match is None:
+            continue
+        done = match.end()
         figure = _digit_figure(text, match)
         if figure is not None:
             found.append(figure)
-            done = figure.end
+            done = max(done, figure.end)
     if words and _QUICK_WORDS.search(text, start, end):
         found += _word_figures(text, start, end)
     found.sort(key=lambda f: f.start)
     return _join_ranges(text, found)
 
 
-def _times(text: str, start: int, end: int) -> Iterator[Figure]:
-    for match in _TIME.finditer(text, start, end):
-        hour = int(match.group("h"))
-        minute = int(match.group("m") or match.group("m2") or 0)
-        meridiem = (match.group("ap") or match.group("ap2") or match.group("ap3") or "").lower()
-        if meridiem:
-            if hour > 12:
-                continue
-            hour = hour % 12 + (12 if meridiem == "p" else 0)
-        elif match.group("m") is None:
-            continue
-        yield Figure(match.group(), match.start(), match.end(), "time", hour * 60 + minute, 1)
+def _prefix_start(text: str, start: int, at: int) -> int:
+    """Where a figure whose digits start at `at` starts: at its currency sign or code."""
+    if at > start and text[at - 1] in _CURRENCY_SIGNS:
+        return at - 1
+    for code in ("GBP", "USD", "EUR"):
+        for spelled in (code + " ", code):
+            if at - len(spelled) >= start and text.startswith(spelled, at - len(spelled)):
+                return at - len(spelled)
+    return at
+
+
+def _time_figure(match: re.Match[str] | None) -> Figure | None:
+    if match is None:
+        return None
+    hour = int(match.group("h"))
+    minute = int(match.group("m") or match.group("m2") or 0)
+    meridiem = (match.group("ap") or match.group("ap2") or match.group("ap3") or "").lower()
+    if meridiem:
+        if hour > 12:
+            return None
+        hour = hour % 12 + (12 if meridiem == "p" else 0)
+    elif match.group("m") is None:
+        return None
+    return Figure(match.group(), match.start(), match.end(), "time", hour * 60 + minute, 1)
 
 
 def _digit_figure(text: str, match: re.Match[str]) -> Figure | None:
