@@ -5,7 +5,11 @@ whitespace runs, typographic quotes and apostrophes (‘’“”«» and friend
 the ellipsis character (… is ...), invisible characters (soft hyphens, zero-width spaces)
 and markdown markup (`*`, `_`, backticks, `|` of tables, `>` of block quotes, `#`). The
 markup goes because resources are markdown converted from PDFs and slides: a quote copied
-from a bold phrase or a table row should not fail on asterisks or pipes.
+from a bold phrase or a table row should not fail on asterisks or pipes. Links read as their
+visible text (`[the tourism partnership](https://...)` is "the tourism partnership", an
+image `![alt](src)` its alt text), in the resource and in the quote, so a quote copied from a
+rendered page is found; a map from the visible text back to the file keeps the closest
+passage pointing at the right place.
 
 When a quote is absent, the closest passage of the resource is reported in its original
 form, so the model can copy it verbatim. The search is bounded: exact substring search
@@ -56,6 +60,54 @@ _PIECE = re.compile(r"[^\n]{1,4096}(?=\s|$)|[^\n]{1,4096}", re.MULTILINE)
 MAX_RESOURCE_BYTES = 100_000_000
 
 
+# An inline link or image, `[text](target "title")` or `![alt](src)`, or a reference link
+# `[text][label]`: group 1 is what a reader sees. The target may hold one level of
+# parentheses (Wikipedia addresses do).
+_LINK = re.compile(
+    r"!?\[([^\[\]\n]*(?:\n[^\[\]\n]+)*)\]"
+    r"(?:\((?:[^()\s]|\([^()\s]*\))*(?:\s+(?:\"[^\"]*\"|'[^']*'))?\s*\)|\[[^\[\]\n]*\])"
+)
+
+
+@dataclass(frozen=True)
+class Visible:
+    """Markdown with its links read as their visible text, and the way back: `starts[i]`
+    is where in `visible` the i-th run copied unchanged from the source begins, `shifts[i]`
+    what to add to an offset in that run to get the source's offset."""
+
+    text: str
+    starts: tuple[int, ...] = (0,)
+    shifts: tuple[int, ...] = (0,)
+
+    def source_offset(self, index: int) -> int:
+        at = bisect_right(self.starts, index) - 1
+        return index + self.shifts[max(at, 0)]
+
+
+def visible_text(text: str) -> Visible:
+    """`text` with every markdown link replaced by its visible text (see `_LINK`)."""
+    if "](" not in text and "][" not in text:
+        return Visible(text)
+    out: list[str] = []
+    starts, shifts = [0], [0]
+    length = position = 0
+    for link in _LINK.finditer(text):
+        out.append(text[position : link.start()])
+        length += link.start() - position
+        label = link.group(1)
+        # The label's characters come from just inside the opening bracket.
+        starts.append(length)
+        shifts.append(link.start(1) - length)
+        out.append(label)
+        length += len(label)
+        position = link.end()
+        # What follows the link maps back past its target.
+        starts.append(length)
+        shifts.append(position - length)
+    out.append(text[position:])
+    return Visible("".join(out), tuple(starts), tuple(shifts))
+
+
 def normalise(text: str) -> str:
     """`text` as compared: translated (see the module docstring), case-folded, one space
     between words."""
@@ -63,8 +115,9 @@ def normalise(text: str) -> str:
 
 
 def quote_key(quote: str) -> str:
-    """A quote as searched for: normalised, without punctuation at either end."""
-    return normalise(quote).strip(_QUOTE_EDGES)
+    """A quote as searched for: links read as their text, normalised, without punctuation
+    at either end."""
+    return normalise(visible_text(quote).text).strip(_QUOTE_EDGES)
 
 
 @dataclass(frozen=True)
@@ -85,24 +138,32 @@ class ClosestPassage:
 
 @dataclass
 class ResourceText:
-    """A resource's text, its normalised form, and (built on demand) the map between them."""
+    """A resource's text, its visible text (links read as their text), its normalised form,
+    and (built on demand) the map between them.
+
+    `memo` holds what other checks derive from the text (the figures index), so it is
+    built once per version of the file, like the normalised text.
+    """
 
     original: str
     normalised: str = ""
+    visible: Visible = field(init=False, repr=False)
+    memo: dict[str, object] = field(default_factory=dict, repr=False)
     _pieces: list[tuple[int, int, int]] | None = field(default=None, repr=False)
     _starts: list[int] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
+        self.visible = visible_text(self.original)
         if not self.normalised:
-            self.normalised = normalise(self.original)
+            self.normalised = normalise(self.visible.text)
 
     def passage(self, start: int, end: int, limit: int = 300) -> str:
         """The original text behind normalised offsets [start, end), widened to whole
         words and put on one line."""
         if not self.normalised or start >= end:
             return ""
-        begin = self._original_offset(start)
-        stop = self._original_offset(end - 1) + 1
+        begin = self.visible.source_offset(self._visible_offset(start))
+        stop = self.visible.source_offset(self._visible_offset(end - 1)) + 1
         text = self.original
         # Widen to whole words (a word longer than 40 characters is left cut).
         for _ in range(40):
@@ -116,11 +177,12 @@ class ResourceText:
         flat = " ".join(text[begin:stop].split())
         return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
-    def _original_offset(self, index: int) -> int:
+    def _visible_offset(self, index: int) -> int:
+        """The offset in the visible text of normalised offset `index`."""
         pieces = self._piece_table()
         at = max(bisect_right(self._starts, index) - 1, 0)
         norm_start, orig_start, orig_end = pieces[at]
-        char_map = _char_map(self.original[orig_start:orig_end])
+        char_map = _char_map(self.visible.text[orig_start:orig_end])
         offset = min(max(index - norm_start, 0), len(char_map) - 1)
         return orig_start + char_map[offset]
 
@@ -130,7 +192,7 @@ class ResourceText:
         # pieces are cut at whitespace and normalisation never crosses whitespace.
         if self._pieces is None:
             self._pieces, position = [], 0
-            for found in _PIECE.finditer(self.original):
+            for found in _PIECE.finditer(self.visible.text):
                 norm = normalise(found.group())
                 if norm:
                     self._pieces.append((position, found.start(), found.end()))

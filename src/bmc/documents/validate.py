@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from rapidfuzz import fuzz, process
 
-from bmc.documents import grounding, stages
+from bmc.documents import figures, grounding, stages
 from bmc.documents.schemas import FILE, MAX_DOCUMENT_BYTES, excerpt, name_key, schema_digest
 from bmc.workspace.paths import Project, atomic_write, fold_ascii, slugify
 
@@ -78,6 +78,8 @@ CANVAS = CANVAS_STAGE.document
 # word of it, and a fact from the kick-off (a target, a contract date) is often only there.
 AGREED_BRIEF = stages.packaged().named("brief").gate
 CACHE_FILE = "validation.json"
+# The dependency recorded when a check searched the whole research base: the list of files.
+RESEARCH = "resources/*"
 
 # Two drafts are one segment when "Who they are" and "Channels" are both at least this
 # alike (rapidfuzz token_sort_ratio, 0-100, on text folded to ASCII, lowercased, without
@@ -166,6 +168,30 @@ class Reader:
         except UnicodeDecodeError:
             raise grounding.UnreadableResource("is not UTF-8 text") from None
 
+    def research(self) -> list[figures.Source]:
+        """Every research file that reads as text, the listing and each file recorded."""
+        self.deps[RESEARCH] = self._research_listing()
+        sources = []
+        for name in self.resource_names():
+            with contextlib.suppress(OSError, grounding.UnreadableResource):
+                sources.append(figures.Source(f"resources/{name}", self.resource(name)))
+        return sources
+
+    def foundation(self, stage: stages.Stage) -> list[figures.Source]:
+        """What every document of `stage` may draw figures from besides the research: the
+        organisation's profile and the agreed documents the stage builds on."""
+        org = posixpath.relpath(
+            (self.project.org_dir / "org.md").as_posix(), self.project.project_dir.as_posix()
+        )
+        paths = [org] + [upstream.gate for upstream in stages.packaged().upstream_of(stage)]
+        sources = []
+        for path in paths:
+            data = self.project_file(path)
+            if data is not None:
+                text = data.decode("utf-8-sig", errors="replace")
+                sources.append(figures.Source(PurePosixPath(path).name, text))
+        return sources
+
     def resource_names(self) -> list[str]:
         root = self.project.resources_dir
         return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
@@ -174,6 +200,8 @@ class Reader:
         """The digest a dependency has now, to compare with the one recorded."""
         if dep == DRAFTS:
             return self._drafts_listing()[1]
+        if dep == RESEARCH:
+            return self._research_listing()
         if dep.startswith("resources/"):
             inside = dep.removeprefix("resources/")
             return self._resource_digest(self.project.resources_dir / inside)
@@ -192,6 +220,9 @@ class Reader:
         folder = self.project.project_dir / DRAFTS_DIR
         names = sorted(p.name for p in folder.glob("*.md"))
         return [f"{DRAFTS_DIR}{name}" for name in names], _digest("\n".join(names).encode())
+
+    def _research_listing(self) -> str:
+        return _digest("\n".join(self.resource_names()).encode())
 
     @staticmethod
     def _resource_digest(path: Path) -> str:
@@ -256,11 +287,14 @@ def check_draft(reader: Reader, path: str, data: str | bytes) -> Findings:
     if parts.title:
         problems += _file_name_problems(path, parts.title)
     problems += _evidence_problems(reader, parts)
+    stated = _draft_figures(reader, parts, data)
+    problems += stated.problems
     others = _other_drafts(reader, path)
     problems += _same_segment_problems(parts, others)
     if problems:
         return Findings(problems)
-    return Findings([], _shared_proposition_warnings(parts, others) + _lag_warnings(reader, parts))
+    warnings = _shared_proposition_warnings(parts, others) + _lag_warnings(reader, parts)
+    return Findings([], warnings + stated.warnings)
 
 
 # Letters NFKD does not decompose, spelled out as they usually are in ASCII.
@@ -368,6 +402,92 @@ def _quote_problem(quote: str, file: str, found: grounding.ClosestPassage) -> st
         f'quote "{excerpt(quote, 80)}" is not in {file}{hint}; closest passage '
         f'({found.score:.0f}% alike): "{found.passage}"'
     )
+
+
+# --- figures stated as facts ------------------------------------------------------------------
+
+
+def _text(data: str | bytes) -> str:
+    return data if isinstance(data, str) else data.decode("utf-8-sig", errors="replace")
+
+
+def _cited(reader: Reader, evidence: list[Evidence]) -> list[figures.Source]:
+    """The readable files among the evidence's, each once."""
+    sources: dict[str, figures.Source] = {}
+    for item in evidence:
+        with contextlib.suppress(OSError, grounding.UnreadableResource):
+            inside = _inside_resources(item.file)
+            name = f"resources/{inside}"
+            if name not in sources:
+                sources[name] = figures.Source(name, reader.resource(inside))
+    return list(sources.values())
+
+
+def _figure_findings(
+    where: str,
+    prose: str,
+    sources: list[figures.Source],
+    elsewhere: Callable[[], list[figures.Source]] | None = None,
+    cites: str = "",
+) -> Findings:
+    """The figures `prose` states as facts that no source holds: a problem each, or a
+    warning when another research report holds it (the figure is real, its evidence is
+    not cited). `where` starts each line (the section); `elsewhere` gives the research to
+    look in for that; `cites` names who cites ("this draft")."""
+    missing, empty_markers = figures.missing_figures(prose, sources)
+    if not missing:
+        return Findings()
+    others = {s.name: s for s in elsewhere()} if elsewhere else {}
+    for source in sources:
+        others.pop(source.name, None)
+    names = ", ".join(source.name for source in sources) or "no readable source"
+    found = Findings()
+    for miss in missing:
+        holders = [
+            name
+            for name, source in others.items()
+            if figures.index_of(source.text).find_all_ways(miss.figure)
+        ]
+        message = (
+            f'{where}: the figure "{miss.figure.written}" is not in the sources {cites} '
+            f"draws on ({names})"
+        )
+        if holders:
+            found.warnings.append(
+                f"{message}; it is in {', '.join(holders)}: add a quote from there as evidence"
+            )
+            continue
+        if miss.nearest:
+            nearest = ", ".join(f'"{written}" ({name})' for written, name in miss.nearest)
+            message += f"; the nearest figures there: {nearest}"
+        message += (
+            "; write the figure as the source has it, or if it was worked out, follow it with "
+            '"(estimate: <how>)"'
+        )
+        if empty_markers:
+            message += ' (a bare "(estimate)" does not count: say how)'
+        found.problems.append(message)
+    return found
+
+
+def _add(total: Findings, more: Findings) -> None:
+    total.problems += more.problems
+    total.warnings += more.warnings
+
+
+def _draft_figures(reader: Reader, parts: DraftParts, data: str | bytes) -> Findings:
+    """The figures of a draft's prose against the reports it cites and the documents the
+    segments build on (the evidence quotes themselves are checked as quotes)."""
+    from bmc.documents.schemas.segments import EVIDENCE
+
+    sources = _cited(reader, parts.evidence) + reader.foundation(SEGMENTS_STAGE)
+    found = Findings()
+    for passage in figures.passages(_text(data)):
+        if passage.section and EVIDENCE.accepts(passage.section):
+            continue
+        where = passage.section or "Title"
+        _add(found, _figure_findings(where, passage.text, sources, reader.research, "this draft"))
+    return found
 
 
 def _other_drafts(reader: Reader, path: str) -> list[tuple[str, DraftParts]]:
@@ -497,9 +617,34 @@ def check_segments_document(reader: Reader, path: str, data: str | bytes) -> Fin
     exactly the drafts' segments with their value proposition names."""
     parts = _document_parts(data)
     problems = [str(problem) for problem in parts.problems]
+    if any(problem.section == FILE for problem in parts.problems):
+        return Findings(problems)
     if parts.entries:
         problems += _cross_check(parts.entries, _other_drafts(reader, path))
+    problems += _segments_figure_problems(reader, data)
     return Findings(problems)
+
+
+def _segments_figure_problems(reader: Reader, data: str | bytes) -> list[str]:
+    """The segments document cites nothing item by item: its figures may come from any of
+    the research, the documents the segments build on, and the drafts it consolidates."""
+    sources = reader.research() + reader.foundation(SEGMENTS_STAGE)
+    for draft in reader.drafts():
+        text = reader.project_file(draft)
+        if text is not None:
+            sources.append(figures.Source(draft, _text(text)))
+    problems = []
+    for passage in figures.passages(_text(data)):
+        where = passage.section or "Title"
+        if passage.subsection:
+            where += f': "{_entry_name(passage.subsection)}"'
+        problems += _figure_findings(where, passage.text, sources, cites="it").problems
+    return problems
+
+
+def _entry_name(heading: str) -> str:
+    """ "2. Island commuters" -> "Island commuters"."""
+    return re.sub(r"^\d{1,3}[.)]\s*", "", heading)
 
 
 def _cross_check(entries: list[Entry], drafts: list[tuple[str, DraftParts]]) -> list[str]:
@@ -548,6 +693,8 @@ def check_canvas(reader: Reader, path: str, data: str | bytes) -> Findings:
             problem = evidence_problem(reader, evidence)
             if problem:
                 problems.append(f"{item.block.name}: {item.label()}: {problem}")
+    stated = _canvas_figures(reader, parts, _text(data))
+    problems += stated.problems
     agreed = reader.project_file(AGREED_SEGMENTS)
     if agreed is None:
         problems.append(
@@ -564,7 +711,55 @@ def check_canvas(reader: Reader, path: str, data: str | bytes) -> Findings:
         )
         return Findings(problems)
     more, warnings = _canvas_cross_check(parts, entries)
-    return Findings(problems + more, warnings)
+    return Findings(problems + more, warnings + stated.warnings)
+
+
+# A sub-bullet that is not the item's prose: its evidence (checked as quotes) and the
+# segments it serves (names).
+_CANVAS_REFERENCE = re.compile(r"^\s*[-*+]\s+(?:\*\*|__)?(?:evidence|serves)\b", re.IGNORECASE)
+
+
+def _canvas_figures(reader: Reader, parts: CanvasParts, text: str) -> Findings:
+    """Each item's figures against the reports it cites (and the documents the canvas
+    builds on); the text outside items (the cost orientation, the tensions) against all
+    the research, as it cites nothing."""
+    lines = text.splitlines()
+    items = sorted(parts.all_items(), key=lambda item: item.line)
+    starts = {item.line for item in items}
+    foundation = reader.foundation(CANVAS_STAGE)
+    found = Findings()
+    in_items: set[int] = set()
+    for item in items:
+        end = item.line
+        while end < len(lines) and end + 1 not in starts and _continues_item(lines[end]):
+            end += 1
+        span = range(item.line, end + 1)
+        in_items.update(span)
+        prose = "\n".join(lines[n - 1] for n in span if not _CANVAS_REFERENCE.match(lines[n - 1]))
+        sources = _cited(reader, item.evidence) + foundation
+        where = f"{item.block.name}: {item.label()}"
+        _add(found, _figure_findings(where, prose, sources, reader.research, "the item"))
+    research: list[figures.Source] | None = None
+    for passage in figures.passages(text):
+        prose = "\n".join(
+            lines[n - 1]
+            for n in range(passage.first, passage.last + 1)
+            if n not in in_items and not _CANVAS_REFERENCE.match(lines[n - 1])
+        )
+        if not prose.strip():
+            continue
+        if research is None:
+            research = reader.research() + foundation
+        _add(found, _figure_findings(passage.section or "Title", prose, research, cites="it"))
+    return found
+
+
+def _continues_item(line: str) -> bool:
+    """Whether a line after an item's first still belongs to it (a sub-bullet or a
+    wrapped line), rather than starting a heading, a new top-level line, or a gap."""
+    return bool(line.strip()) and (
+        line[:1].isspace() or not line.lstrip().startswith(("#", "-", "*", "+"))
+    )
 
 
 def _canvas_cross_check(parts: CanvasParts, entries: list[Entry]) -> tuple[list[str], list[str]]:
@@ -807,7 +1002,7 @@ def checker_digest() -> str:
     # workspace/paths.py holds the slug rule the file-name check uses.
     from bmc.workspace import paths
 
-    for module in (__file__, grounding.__file__, paths.__file__):
+    for module in (__file__, grounding.__file__, figures.__file__, paths.__file__):
         digest.update(Path(module).read_bytes())
     return digest.hexdigest()[:16]
 
