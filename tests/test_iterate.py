@@ -23,7 +23,7 @@ from typing import Any
 import anthropic
 import pytest
 
-from bmc.documents import gate
+from bmc.documents import gate, stages, versions
 from bmc.documents.schemas.canvas import read_canvas
 from bmc.documents.status import project_status
 from bmc.engine import agreement
@@ -155,6 +155,24 @@ def test_a_renamed_segment_is_carried_through_and_both_stages_are_agreed_again(
         assert f"**Digest**: {gate.digest((folder / gate_file).read_bytes())}" in decisions
     assert f"**Scope**: Renamed {OLD} to {NEW} at the client's request" in decisions
     assert [s.state for s in project_status(project).stages] == ["agreed"] * 3
+    # The versions: each stage's first and second agreements kept, each the bytes its gate had.
+    for name, before in (("segments", None), ("canvas", old_canvas)):
+        stage = stages.packaged().named(name)
+        kept = versions.list_versions(project, stage)
+        assert [v.number for v in kept] == [1, 2] and all(v.intact for v in kept)
+        assert kept[1].data() == (folder / stage.gate).read_bytes()
+        assert before is None or kept[0].data() == before
+        assert kept[1].agreed_by.startswith("Priya Raman")
+    # The diff between them, in the documents' own terms: one segment renamed; on the canvas
+    # its items follow it (no item reported re-tagged, moved, added or removed).
+    for name in ("segments", "canvas"):
+        changes = versions.compare(project, stages.packaged().named(name), 1, 2).changes
+        renamed = [c for c in changes if c.kind == "segment-renamed"]
+        assert [(c.old, c.new) for c in renamed] == [(OLD, NEW)], changes
+        assert not [c for c in changes if c.kind.startswith("item-")], changes
+    # ... and the decisions entries of the re-agreements say what changed since version 1.
+    assert decisions.count("**Changed since version 1**:") == 2
+    assert f"{OLD}" in decisions.split("**Changed since version 1**:")[1].splitlines()[0]
     # Only this skill was offered the tools that move drafts.
     offered = {t["name"] for t in model.requests[0]["tools"]}
     assert {"rename", "remove", "request_agreement"} <= offered
