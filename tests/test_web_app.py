@@ -519,6 +519,8 @@ def test_an_agreement_clicked_in_the_page_writes_the_gate_and_the_contact_once(
     page = server.get(P).text
     panel = page[page.index('id="decisions-heading"') :]
     assert "Customer segments agreed" in panel and CONTACT in panel
+    # Each field of the entry on its own line, as in the file, not run into one paragraph.
+    assert "<br />\n<strong>Digest</strong>:" in panel
     assert "<strong>segments</strong> agreed" in page
 
 

@@ -28,11 +28,18 @@ from bmc.workspace.paths import Project
 _MARKDOWN = (
     MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table").disable("image")
 )
+# The decisions log writes one `**Field**: value` a line with no blank line between them;
+# CommonMark would run an entry's fields into one paragraph, so its line ends are kept.
+_MARKDOWN_LINES = (
+    MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True})
+    .enable("table")
+    .disable("image")
+)
 
 
-def safe_markdown(text: str) -> Markup:
+def safe_markdown(text: str, *, keep_line_ends: bool = False) -> Markup:
     """Markdown as HTML in which nothing can run: raw HTML escaped, unsafe links refused."""
-    return Markup(_MARKDOWN.render(text))
+    return Markup((_MARKDOWN_LINES if keep_line_ends else _MARKDOWN).render(text))
 
 
 @dataclass(frozen=True)
@@ -201,4 +208,4 @@ def decisions(project: Project) -> Markup:
         text = (project.project_dir / "decisions.md").read_text("utf-8")
     except (OSError, UnicodeDecodeError):
         return Markup("")
-    return safe_markdown(text)
+    return safe_markdown(text, keep_line_ends=True)
