@@ -30,6 +30,7 @@ from pptx.enum.shapes import MSO_SHAPE, PP_PLACEHOLDER
 from pptx.enum.text import MSO_ANCHOR, MSO_AUTO_SIZE, PP_ALIGN
 from pptx.presentation import Presentation as Deck
 from pptx.slide import Slide, SlideLayout
+from pptx.text.text import TextFrame
 from pptx.util import Emu, Pt
 
 from bmc.documents import render
@@ -128,9 +129,25 @@ def add_text(
     frame.margin_left, frame.margin_top, frame.margin_right, frame.margin_bottom = (
         emu(v) for v in inset
     )
+    write_paragraphs(frame, paragraphs, size_pt, colour=colour, line_spacing=1.0)
+    return shape
+
+
+def write_paragraphs(
+    frame: TextFrame,
+    paragraphs: Sequence[Paragraph],
+    size_pt: float,
+    *,
+    colour: RGBColor | None = None,
+    line_spacing: float | None = None,
+) -> None:
+    """`paragraphs` into an empty text frame (a text box's or a table cell's), its first
+    paragraph reused. A run's own colour wins over `colour`; without either, the theme's
+    ink stays."""
     for position, runs in enumerate(paragraphs):
         paragraph = frame.paragraphs[0] if position == 0 else frame.add_paragraph()
-        paragraph.line_spacing = 1.0
+        if line_spacing is not None:
+            paragraph.line_spacing = line_spacing
         for part in runs:
             run = paragraph.add_run()
             run.text = part.text
@@ -139,7 +156,6 @@ def add_text(
             run.font.italic = part.italic
             if part.colour or colour:
                 run.font.color.rgb = part.colour or colour
-    return shape
 
 
 def add_rect(
@@ -711,16 +727,7 @@ def add_table(
             target.margin_top = target.margin_bottom = emu(CELL_PAD)
             frame = target.text_frame
             frame.word_wrap = True
-            for position, runs in enumerate(paragraphs):
-                paragraph = frame.paragraphs[0] if position == 0 else frame.add_paragraph()
-                for part in runs:
-                    run = paragraph.add_run()
-                    run.text = part.text
-                    run.font.size = Pt(round(size_pt * part.scale * 2) / 2)
-                    run.font.bold = part.bold
-                    run.font.italic = part.italic
-                    if part.colour:
-                        run.font.color.rgb = part.colour
+            write_paragraphs(frame, paragraphs, size_pt)
 
 
 def cell(title: str, items: Sequence[str]) -> list[Paragraph]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from rapidfuzz import fuzz
 
@@ -173,6 +173,95 @@ def _quoted(names: Iterable[str]) -> str:
     return ", ".join(listed) if listed else "no segment"
 
 
+def _renamed_removed_added(
+    kind: str,
+    renamed: list[tuple[T, T]],
+    gone: list[T],
+    came: list[T],
+    *,
+    name: Callable[[T], str],
+    block: Callable[[T], str],
+    called: Callable[[T], str],
+    body: Callable[[T], str] | None = None,
+    removed_note: Callable[[T], str] = lambda _: "",
+    added_note: Callable[[T], str] = lambda _: "",
+) -> list[Change]:
+    """The `{kind}-renamed`, `-removed` and `-added` changes, in that order; what is one side
+    of a rename is neither removed nor added. Segments, value propositions, canvas items and
+    sections are reported alike, so one function words them all: `called` names a thing at
+    the start of a sentence (`Segment "X"`), `body` is what a removal's `old` and an
+    addition's `new` hold (its name unless given), a note follows "removed" or "added"."""
+    body = body or name
+    paired = {id(x) for pair in renamed for x in pair}
+    changes = [
+        Change(
+            f"{kind}-renamed",
+            f'{called(a)} renamed to "{name(b)}".',
+            block(b),
+            name(b),
+            name(a),
+            name(b),
+        )
+        for a, b in renamed
+    ]
+    changes += [
+        Change(
+            f"{kind}-removed",
+            f"{called(x)} removed{removed_note(x)}.",
+            block(x),
+            name(x),
+            old=body(x),
+        )
+        for x in gone
+        if id(x) not in paired
+    ]
+    changes += [
+        Change(
+            f"{kind}-added", f"{called(x)} added{added_note(x)}.", block(x), name(x), new=body(x)
+        )
+        for x in came
+        if id(x) not in paired
+    ]
+    return changes
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+N = TypeVar("N", bound=_Named)
+
+
+def _segments_renamed_removed_added(
+    block: str, renamed: list[tuple[N, N]], gone: list[N], came: list[N]
+) -> list[Change]:
+    """Segments added, removed or renamed, worded alike in the segments document and the
+    canvas (its Customer Segments block)."""
+    return _renamed_removed_added(
+        "segment",
+        renamed,
+        gone,
+        came,
+        name=lambda s: s.name,
+        block=lambda _: block,
+        called=lambda s: f'Segment "{s.name}"',
+    )
+
+
+def _organisation_change(old: str, new: str) -> list[Change]:
+    if old == new:
+        return []
+    return [
+        Change(
+            "title-changed",
+            f'The organisation in the title changed from "{old}" to "{new}".',
+            old=old,
+            new=new,
+        )
+    ]
+
+
 # --- the segments document ------------------------------------------------------------------
 
 
@@ -222,52 +311,10 @@ def _read_segments(data: bytes) -> tuple[str, dict[str, str], list[_Segment]]:
 def _segments_changes(old: bytes, new: bytes) -> list[Change]:
     old_org, old_sections, old_segments = _read_segments(old)
     new_org, new_sections, new_segments = _read_segments(new)
-    changes: list[Change] = []
-    if old_org != new_org:
-        changes.append(
-            Change(
-                "title-changed",
-                f'The organisation in the title changed from "{old_org}" to "{new_org}".',
-                old=old_org,
-                new=new_org,
-            )
-        )
+    changes = _organisation_change(old_org, new_org)
     pairs, gone, came = _match(old_segments, new_segments, lambda s: s.name)
     renamed = _pair_renames(gone, came, _Segment.content)
-    for a, b in renamed:
-        changes.append(
-            Change(
-                "segment-renamed",
-                f'Segment "{a.name}" renamed to "{b.name}".',
-                "Segments",
-                b.name,
-                a.name,
-                b.name,
-            )
-        )
-    renamed_ids = {id(x) for pair in renamed for x in pair}
-    for segment in gone:
-        if id(segment) not in renamed_ids:
-            changes.append(
-                Change(
-                    "segment-removed",
-                    f'Segment "{segment.name}" removed.',
-                    "Segments",
-                    segment.name,
-                    old=segment.name,
-                )
-            )
-    for segment in came:
-        if id(segment) not in renamed_ids:
-            changes.append(
-                Change(
-                    "segment-added",
-                    f'Segment "{segment.name}" added.',
-                    "Segments",
-                    segment.name,
-                    new=segment.name,
-                )
-            )
+    changes += _segments_renamed_removed_added("Segments", renamed, gone, came)
     for a, b in [*pairs, *renamed]:
         changes += _segment_detail(a, b)
     for key, heading in _DOCUMENT_SECTIONS.items():
@@ -304,54 +351,50 @@ def _segment_detail(a: _Segment, b: _Segment) -> list[Change]:
                     b.fields.get(key),
                 )
             )
-    old_props = list(a.propositions.items())
-    new_props = list(b.propositions.items())
-    pairs, gone, came = _match(old_props, new_props, lambda p: p[0])
-    renamed = _pair_renames(gone, came, lambda p: p[1])
-    renamed_ids = {id(x) for pair in renamed for x in pair}
-    for (old_name, _), (new_name, _) in renamed:
-        changes.append(
-            Change(
-                "proposition-renamed",
-                f'"{b.name}": value proposition "{old_name}" renamed to "{new_name}".',
-                b.name,
-                new_name,
-                old_name,
-                new_name,
-            )
-        )
-    for prop in gone:
-        prop_name, description = prop
-        if id(prop) not in renamed_ids:
-            changes.append(
-                Change(
-                    "proposition-removed",
-                    f'"{b.name}": value proposition "{prop_name}" removed.',
-                    b.name,
-                    prop_name,
-                    old=description,
-                )
-            )
-    for prop in came:
-        prop_name, description = prop
-        if id(prop) not in renamed_ids:
-            changes.append(
-                Change(
-                    "proposition-added",
-                    f'"{b.name}": value proposition "{prop_name}" added.',
-                    b.name,
-                    prop_name,
-                    new=description,
-                )
-            )
-    for (_, old_text), (prop_name, new_text) in [*pairs, *renamed]:
+    changes += _named_text_changes(
+        "proposition",
+        list(a.propositions.items()),
+        list(b.propositions.items()),
+        block=lambda _: b.name,
+        called=lambda name: f'"{b.name}": value proposition "{name}"',
+        rewritten=lambda name, text: f'"{b.name}": value proposition "{name}" now says: {text}',
+    )
+    return changes
+
+
+def _named_text_changes(
+    kind: str,
+    old: list[tuple[str, str]],
+    new: list[tuple[str, str]],
+    *,
+    block: Callable[[str], str],
+    called: Callable[[str], str],
+    rewritten: Callable[[str, str], str],
+) -> list[Change]:
+    """The changes to things that are a name and a text (a segment's value propositions, a
+    document's sections): `{kind}-renamed`, `-removed`, `-added`, then `-changed` where the
+    text of one kept or renamed was rewritten. `block` gives the block of a thing by name,
+    `called` how a sentence names it, `rewritten` the sentence for a new text."""
+    pairs, gone, came = _match(old, new, lambda t: t[0])
+    renamed = _pair_renames(gone, came, lambda t: t[1])
+    changes = _renamed_removed_added(
+        kind,
+        renamed,
+        gone,
+        came,
+        name=lambda t: t[0],
+        block=lambda t: block(t[0]),
+        called=lambda t: called(t[0]),
+        body=lambda t: t[1],
+    )
+    for (_, old_text), (name, new_text) in [*pairs, *renamed]:
         if _fold(old_text) != _fold(new_text):
             changes.append(
                 Change(
-                    "proposition-changed",
-                    f'"{b.name}": value proposition "{prop_name}" now says: {new_text}',
-                    b.name,
-                    prop_name,
+                    f"{kind}-changed",
+                    rewritten(name, new_text),
+                    block(name),
+                    name,
                     old_text,
                     new_text,
                 )
@@ -430,20 +473,9 @@ def _read_items(data: bytes) -> tuple[object, list[_Item], list[_Item]]:
 def _canvas_changes(old: bytes, new: bytes) -> list[Change]:
     old_parts, old_segments, old_items = _read_items(old)
     new_parts, new_segments, new_items = _read_items(new)
-    changes: list[Change] = []
-    old_org, new_org = (
-        getattr(old_parts, "organisation", ""),
-        getattr(new_parts, "organisation", ""),
+    changes = _organisation_change(
+        getattr(old_parts, "organisation", ""), getattr(new_parts, "organisation", "")
     )
-    if old_org != new_org:
-        changes.append(
-            Change(
-                "title-changed",
-                f'The organisation in the title changed from "{old_org}" to "{new_org}".',
-                old=old_org,
-                new=new_org,
-            )
-        )
 
     # Segments first: their renames decide which tags merely follow a new name.
     def segment_content(segment: _Item) -> str:
@@ -457,36 +489,7 @@ def _canvas_changes(old: bytes, new: bytes) -> list[Change]:
     pairs, gone, came = _match(old_segments, new_segments, lambda s: s.name)
     renamed = _pair_renames(gone, came, segment_content)
     renames = {name_key(a.name): b.name for a, b in renamed}
-    for a, b in renamed:
-        changes.append(
-            Change(
-                "segment-renamed",
-                f'Segment "{a.name}" renamed to "{b.name}".',
-                "Customer Segments",
-                b.name,
-                a.name,
-                b.name,
-            )
-        )
-    paired = {id(x) for pair in renamed for x in pair}
-    changes += [
-        Change(
-            "segment-removed",
-            f'Segment "{s.name}" removed.',
-            "Customer Segments",
-            s.name,
-            old=s.name,
-        )
-        for s in gone
-        if id(s) not in paired
-    ]
-    changes += [
-        Change(
-            "segment-added", f'Segment "{s.name}" added.', "Customer Segments", s.name, new=s.name
-        )
-        for s in came
-        if id(s) not in paired
-    ]
+    changes += _segments_renamed_removed_added("Customer Segments", renamed, gone, came)
     for a, b in [*pairs, *renamed]:
         if _fold(" ".join(a.descriptions)) != _fold(" ".join(b.descriptions)):
             changes.append(
@@ -569,40 +572,17 @@ def _item_changes(
             [i for i in came if i.block == block],
             _Item.content,
         )
-    for a, b in renamed:
-        changes.append(
-            Change(
-                "item-renamed",
-                f'{b.block}: "{a.name}" renamed to "{b.name}".',
-                b.block,
-                b.name,
-                a.name,
-                b.name,
-            )
-        )
-    paired = {id(x) for pair in renamed for x in pair}
-    for item in gone:
-        if id(item) not in paired:
-            changes.append(
-                Change(
-                    "item-removed",
-                    f'{item.block}: "{item.name}" removed (it served {_quoted(item.served)}).',
-                    item.block,
-                    item.name,
-                    old=item.name,
-                )
-            )
-    for item in came:
-        if id(item) not in paired:
-            changes.append(
-                Change(
-                    "item-added",
-                    f'{item.block}: "{item.name}" added, serving {_quoted(item.served)}.',
-                    item.block,
-                    item.name,
-                    new=item.name,
-                )
-            )
+    changes += _renamed_removed_added(
+        "item",
+        renamed,
+        gone,
+        came,
+        name=lambda i: i.name,
+        block=lambda i: i.block,
+        called=lambda i: f'{i.block}: "{i.name}"',
+        removed_note=lambda i: f" (it served {_quoted(i.served)})",
+        added_note=lambda i: f", serving {_quoted(i.served)}",
+    )
     for a, b in [*pairs, *moved, *renamed]:
         was = following(a.served)
         if {name_key(s) for s in was} != {name_key(s) for s in b.served}:
@@ -683,7 +663,7 @@ def _sections(data: bytes) -> tuple[str, dict[str, tuple[str, str]]]:
 def _section_changes(old: bytes, new: bytes) -> list[Change]:
     old_title, old_sections = _sections(old)
     new_title, new_sections = _sections(new)
-    changes = []
+    changes: list[Change] = []
     if old_title != new_title:
         changes.append(
             Change(
@@ -693,44 +673,12 @@ def _section_changes(old: bytes, new: bytes) -> list[Change]:
                 new=new_title,
             )
         )
-    pairs, gone, came = _match(
-        list(old_sections.values()), list(new_sections.values()), lambda s: s[0]
+    changes += _named_text_changes(
+        "section",
+        list(old_sections.values()),
+        list(new_sections.values()),
+        block=lambda name: name,
+        called=lambda name: f'Section "{name}"',
+        rewritten=lambda name, _: f'Section "{name}" rewritten.',
     )
-    renamed = _pair_renames(gone, came, lambda s: s[1])
-    paired = {id(x) for pair in renamed for x in pair}
-    for (old_name, _), (new_name, _) in renamed:
-        changes.append(
-            Change(
-                "section-renamed",
-                f'Section "{old_name}" renamed to "{new_name}".',
-                new_name,
-                new_name,
-                old_name,
-                new_name,
-            )
-        )
-    for section in gone:
-        name, body = section
-        if id(section) not in paired:
-            changes.append(
-                Change("section-removed", f'Section "{name}" removed.', name, name, old=body)
-            )
-    for section in came:
-        name, body = section
-        if id(section) not in paired:
-            changes.append(
-                Change("section-added", f'Section "{name}" added.', name, name, new=body)
-            )
-    for (_, old_body), (name, new_body) in [*pairs, *renamed]:
-        if _fold(old_body) != _fold(new_body):
-            changes.append(
-                Change(
-                    "section-changed",
-                    f'Section "{name}" rewritten.',
-                    name,
-                    name,
-                    old_body,
-                    new_body,
-                )
-            )
     return changes

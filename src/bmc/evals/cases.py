@@ -19,6 +19,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -203,13 +204,20 @@ def load_cases(skill: str, skills_dir: Path | None) -> list[LoadedCase]:
     return loaded
 
 
-def read_eval_file(path: Path) -> EvalFile:
+def read_json(path: Path, called: str = "") -> Any:
+    """The JSON in `path`, or a `UserError` saying in one sentence why it cannot be had;
+    the sentence names the file as `called` (default: its path)."""
+    called = called or str(path)
     try:
-        data = json.loads(path.read_text("utf-8"))
+        return json.loads(path.read_text("utf-8"))
     except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"cannot read {path}: {err}.") from None
+        raise UserError(f"cannot read {called}: {err}.") from None
     except json.JSONDecodeError as err:
-        raise UserError(f"{path} is not valid JSON: {err}.") from None
+        raise UserError(f"{called} is not valid JSON: {err}.") from None
+
+
+def read_eval_file(path: Path) -> EvalFile:
+    data = read_json(path)
     try:
         return EvalFile.model_validate(data)
     except ValidationError as err:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bmc.errors import BmcError, UserError
+from bmc.evals.cases import read_json
 from bmc.evals.checks import Verdict
 from bmc.evals.run import RunRecord
 from bmc.workspace.paths import atomic_write
@@ -147,12 +148,7 @@ def summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def load_baseline(path: Path, skill: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"cannot read the baseline {path}: {err}.") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"the baseline {path} is not valid JSON: {err}.") from None
+    data = read_json(path, f"the baseline {path}")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"{path} is not a results file of `bmc eval` (format {FORMAT}).")
     if data.get("skill_name") != skill:
