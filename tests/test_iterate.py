@@ -251,6 +251,25 @@ def test_the_canvas_cannot_be_agreed_while_the_segments_changed_since_they_were_
     assert {p: (folder / p).read_bytes() for p in gates} == gates
 
 
+def test_status_of_an_agreed_engagement_points_to_render_and_to_iterate(
+    project: Project,
+) -> None:
+    where = [
+        "--workspace",
+        str(project.workspace),
+        "--org",
+        "tidewater",
+        "--project",
+        "growth-2027",
+    ]
+    result = run_bmc(["status", *where])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.rstrip().splitlines()[-1] == (
+        "Next: every stage is agreed: `bmc render` for the client, "
+        "`bmc run bmc-iterate` for changes."
+    )
+
+
 def test_iterate_needs_an_agreed_canvas_before_any_model_call(
     tmp_path: Path, scripted: Any
 ) -> None:

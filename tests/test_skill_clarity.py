@@ -456,3 +456,143 @@ def test_the_skills_name_the_files_evidence_may_cite() -> None:
         body = " ".join(load_skill(name).body.split())
         assert '`brief.agreed.md`: "<quote>"' in body, name
         assert "cannot be cited" in body, name
+
+
+# --- what a second round of capable models found unclear (the skills say what these show) -----
+
+
+def test_a_quote_may_run_over_several_sentences_of_one_passage(tmp_path: Path) -> None:
+    project = fixture_project(tmp_path)
+    several = (
+        '- From `resources/passenger-survey-2026.md`: "Disruption news reaches them by Tidewater SMS '
+        'alert (48%), the "Skerry Ferry Watch" Facebook group (33%), the website (12%) or at the '
+        'pier (7%). 71% want an alert at least 60 minutes before departure."\n'
+    )
+    assert make_validator(project)(
+        DRAFT_PATH, DRAFT.format(relationship="Automated", extra=several)
+    ) == ([], [])
+    # Sentences from two places joined into one quote are not a passage of the file.
+    joined = several.replace(
+        "71% want an alert", "29% now work from home one or two days a week. 71% want an alert"
+    )
+    problems, _ = make_validator(project)(
+        DRAFT_PATH, DRAFT.format(relationship="Automated", extra=joined)
+    )
+    assert len(problems) == 1 and problems[0].startswith("Evidence: quote "), problems
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        "| **Total** | **21,460** | **96.1%** |",
+        "**Total** | **21,460** | **96.1%**",
+        "Total | 21,460 | 96.1%",
+        "Total 21,460 96.1%",
+    ],
+)
+def test_part_of_a_table_row_with_bold_cells_may_be_quoted(agreed: Project, row: str) -> None:
+    # financials-2025.md has `| **Total** | **21,460** | **96.1%** | | |`.
+    evidence = '  - Evidence: `resources/financials-2025.md`: "The weekday 07:15 Skerry departure runs at 96% all year"\n'
+    canvas = replaced(
+        evidence, evidence + f'  - Evidence: `resources/financials-2025.md`: "{row}"\n'
+    )
+    assert check_canvas(agreed, canvas) == ([], [])
+
+
+ORIENTATION = "Orientation: cost-driven — 79% of the £31.5m cost base is fixed, and the lifeline timetable sets most of it.\n"
+
+
+def test_the_orientation_line_takes_no_evidence_and_its_figures_are_checked(
+    agreed: Project,
+) -> None:
+    with_evidence = replaced(
+        ORIENTATION,
+        ORIENTATION + '  - Evidence: `resources/financials-2025.md`: "79% fixed"\n',
+    )
+    problems, _ = check_canvas(agreed, with_evidence)
+    assert len(problems) == 1 and "is not an item" in problems[0], problems
+    unfound = replaced(ORIENTATION, ORIENTATION.replace("79%", "77%"))
+    problems, _ = check_canvas(agreed, unfound)
+    assert len(problems) == 1 and 'the figure "77%" is not in the sources' in problems[0]
+
+
+def tension(note: str) -> str:
+    start = CANVAS.index("## Tensions and Observations\n")
+    return CANVAS[:start] + "## Tensions and Observations\n\n- " + note + "\n"
+
+
+def test_figures_in_tensions_are_checked_and_the_skills_marker_lets_a_working_through(
+    agreed: Project,
+) -> None:
+    problems, _ = check_canvas(agreed, tension("The work seat is worth about £67,000 a year."))
+    assert len(problems) == 1, problems
+    assert problems[0].startswith('Tensions and Observations: the figure "£67,000"')
+    # The skills' own example of a worked figure, and its refusals.
+    example = "about £7,000 a week (estimate: £1.4m over 4 routes and 52 weeks)"
+    for skill in ("bmc-segments", "bmc-canvas", "bmc-iterate"):
+        assert example in " ".join(load_skill(skill).body.split()), skill
+    assert check_canvas(agreed, tension(f"Catering brings in {example}.")) == ([], [])
+    for weak in ("(estimate)", "(our arithmetic: £1.4m over 4 routes and 52 weeks)"):
+        problems, _ = check_canvas(
+            agreed, tension(f"Catering brings in about £7,000 a week {weak}.")
+        )
+        assert any(p.startswith('Tensions and Observations: the figure "£7,000"') for p in problems)
+
+
+def test_a_forecast_is_not_checked_wherever_it_stands_and_a_fact_is(agreed: Project) -> None:
+    # What the bmc-canvas skill says: it is the wording that counts, not the place.
+    seat = "- **Commuter work seat** — A paid reserved seat with a table and working Wi-Fi on the 06:40 and 07:15."
+    forecast = "The work seat would be worth about £67,000 a year."
+    assert check_canvas(agreed, replaced(seat, f"{seat} {forecast}")) == ([], [])
+    assert check_canvas(agreed, tension(forecast)) == ([], [])
+    fact = "The work seat is worth about £67,000 a year."
+    for canvas in (replaced(seat, f"{seat} {fact}"), tension(fact)):
+        problems, _ = check_canvas(agreed, canvas)
+        assert len(problems) == 1 and '"£67,000"' in problems[0], problems
+
+
+def test_a_revenue_stream_whose_pricing_is_not_documented_says_not_known(
+    agreed: Project,
+) -> None:
+    canvas = replaced(
+        "(contract payment; negotiated, indexed to CPI)", "(contract payment; not known)"
+    )
+    assert check_canvas(agreed, canvas) == ([], [])
+    problems, _ = check_canvas(
+        agreed, replaced("(contract payment; negotiated, indexed to CPI)", "(contract payment)")
+    )
+    assert len(problems) == 1 and "needs both a revenue type and a pricing mechanism" in problems[0]
+
+
+def test_a_segments_document_laid_out_as_the_template_is_accepted(tmp_path: Path) -> None:
+    # Blank lines between the labelled lines, no size line, a relationship with its why:
+    # as skills/bmc-segments/references/segments-template.md lays an entry out.
+    project = segments_ready(tmp_path)
+    document = demo_segment_files()["segments/segments.md"]
+    spaced = re.sub(
+        r"\n(\*\*(?:Who they are|Size/scale|Value propositions|Channels|Relationship|Revenue)\*\*:)",
+        r"\n\n\1",
+        document,
+    ).replace("**Value propositions**:\n", "**Value propositions**:\n\n")
+    spaced = re.sub(r"\n\*\*Size/scale\*\*:[^\n]*\n", "\n", spaced)
+    spaced = spaced.replace(
+        "**Relationship**: Automated, self-service.",
+        "**Relationship**: Automated, self-service — alerts and the app; few ever call.",
+    )
+    assert "**Size/scale**" not in spaced and "\n\n**Channels**:" in spaced
+    assert make_validator(project)("segments/segments.md", spaced) == ([], [])
+    template = (SKILLS / "bmc-segments" / "references" / "segments-template.md").read_text("utf-8")
+    assert "\n\n**Channels**:" in template and "leave this line out" in template
+
+
+def test_the_prompt_says_what_the_skill_folder_holds(tmp_path: Path) -> None:
+    project = fixture_project(tmp_path)
+    segments = " ".join(prompt(project).split())
+    assert "no need to read its `SKILL.md`; its templates and other files are listed" in segments
+    assert "`edit` (replace one exact string, or every copy of it with `replace_all`)" in segments
+    # bmc-iterate has no templates: the prompt must not promise any.
+    iterate = load_skill("bmc-iterate")
+    assert iterate.references() == []
+    text = " ".join(render_system_prompt(iterate, project).split())
+    assert "no need to read its `SKILL.md`; it has no other files." in text
+    assert "with its templates" not in text

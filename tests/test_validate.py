@@ -456,6 +456,11 @@ def test_a_lightly_reworded_segment_is_refused_naming_the_other(project: Project
         f'Who they are: this is the segment "Island Commuters" ({GOOD_PATH}) again'
     )
     assert f"the limit is {SAME_SEGMENT_THRESHOLD}%" in problems[0]
+    # The fix for a rename holds with the iterate skill's tool and without it.
+    assert problems[0].endswith(
+        f"if this is a renamed segment, {GOOD_PATH} must go first: move it to the new name "
+        "with `rename` where that tool is offered, or else ask the consultant to delete it"
+    )
 
 
 def test_a_different_segment_is_not_refused(project: Project) -> None:
@@ -562,8 +567,9 @@ def test_a_drafted_segment_missing_from_the_document_is_a_problem(drafted: Proje
     problems, _ = make_validator(drafted)(DOCUMENT_PATH, document)
     assert problems == [
         f'Segments: "Freight Hauliers" has a draft ({HAULIERS_PATH}) but is not listed; add it '
-        "as `### N. Freight Hauliers`, or if the segment was dropped ask the consultant to "
-        "delete its draft"
+        "as `### N. Freight Hauliers`, or if the segment was dropped, its draft must go: "
+        "delete it with `remove` where that tool is offered, or else ask the consultant to "
+        "delete it"
     ]
 
 

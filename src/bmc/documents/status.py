@@ -121,7 +121,7 @@ COMMANDS = Wording(
     run="`bmc run {skill}` (or `bmc resume` if a session is under way).",
     agree="agree it with the client: `bmc agree {key}` or in the {skill} session.",
     again="review {document} and agree it again: `bmc agree {key}`.",
-    done="every stage is agreed: `bmc render` for the client.",
+    done="every stage is agreed: `bmc render` for the client, `bmc run bmc-iterate` for changes.",
 )
 
 

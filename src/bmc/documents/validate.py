@@ -540,7 +540,8 @@ def _same_segment_problems(parts: DraftParts, others: list[tuple[str, DraftParts
             f"({who:.0f}% alike) and channels ({channels:.0f}% alike) both match it (the limit "
             f"is {SAME_SEGMENT_THRESHOLD}%); merge the two drafts, or state the real "
             "difference in needs or channels that the research shows; if this is a renamed "
-            f"segment, ask the consultant to delete {path} first"
+            f"segment, {path} must go first: move it to the new name with `rename` where that "
+            "tool is offered, or else ask the consultant to delete it"
         )
     return problems
 
@@ -656,8 +657,9 @@ def _cross_check(entries: list[Entry], drafts: list[tuple[str, DraftParts]]) -> 
         if entry is None:
             problems.append(
                 f'Segments: "{draft.title}" has a draft ({path}) but is not listed; '
-                f"add it as `### N. {draft.title}`, or if the segment was dropped "
-                "ask the consultant to delete its draft"
+                f"add it as `### N. {draft.title}`, or if the segment was dropped, its draft "
+                "must go: delete it with `remove` where that tool is offered, or else ask the "
+                "consultant to delete it"
             )
             continue
         difference = _proposition_difference(draft.value_propositions, entry.value_propositions)

@@ -56,7 +56,7 @@ PAGE_WORDS = Wording(
     run="Start {skill} (or resume its session).",
     agree="Agree the {key} with the client: in the {skill} session, or with “Agree the {key}”.",
     again="Review {document} and agree it again (“Agree the {key}”).",
-    done="Every stage is agreed: render the client pages.",
+    done="Every stage is agreed: render the client pages, or start bmc-iterate for changes.",
 )
 
 
