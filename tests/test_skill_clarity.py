@@ -17,8 +17,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import anthropic
 import pytest
 
 from bmc.documents.render import render_project
@@ -26,7 +29,11 @@ from bmc.documents.schemas.canvas import parse_canvas, render_canvas
 from bmc.documents.schemas.segments import parse_draft, render_draft
 from bmc.documents.skills import load_skill
 from bmc.documents.validate import make_validator, validate_project
+from bmc.engine.api import RunOptions
 from bmc.engine.prompt import list_files, render_system_prompt
+from bmc.scripted import ScriptedModel
+from bmc.terminal import chat as ui
+from bmc.terminal.chat import TerminalDisplay
 from bmc.workspace.packaged import data_dir
 from bmc.workspace.paths import Project, atomic_write, locate
 from bmc.workspace.tools import Toolbox
@@ -596,3 +603,100 @@ def test_the_prompt_says_what_the_skill_folder_holds(tmp_path: Path) -> None:
     text = " ".join(render_system_prompt(iterate, project).split())
     assert "no need to read its `SKILL.md`; it has no other files." in text
     assert "with its templates" not in text
+
+
+# --- the organisation's profile -------------------------------------------------------------
+
+PROFILE_HEADING = "# The organisation, from its profile (`org.md`)"
+
+
+def test_the_prompt_carries_the_profile_from_org_md(tmp_path: Path) -> None:
+    # The model cannot open org.md (it is outside the project folder), but the validator
+    # finds figures in it, so the prompt must show it.
+    system = prompt(fixture_project(tmp_path))
+    profile = system.split(PROFILE_HEADING, 1)[1].split("# How you work here")[0]
+    assert "employs 410 people in ferry operations" in profile
+    assert "Public Service Contract with Merrow & Isles Regional Council" in profile
+    assert "name:" not in profile  # the front matter is not the profile
+    assert "its profile above and the files below" in " ".join(system.split())
+
+
+@pytest.mark.parametrize(
+    "org_md",
+    [
+        '---\nname: "Tidewater Ferries Ltd"\n---\n',
+        # What `bmc init --name` writes: a title that only repeats the name.
+        '---\nname: "Tidewater Ferries Ltd"\n---\n\n# Tidewater Ferries Ltd\n',
+    ],
+)
+def test_without_a_profile_body_the_prompt_has_no_profile_section(
+    tmp_path: Path, org_md: str
+) -> None:
+    project = fixture_project(tmp_path)
+    (project.org_dir / "org.md").write_text(org_md, encoding="utf-8")
+    system = prompt(project)
+    assert PROFILE_HEADING not in system
+    assert "profile above" not in system
+    assert "Tidewater Ferries Ltd (organisation `tidewater`" in system
+
+
+def test_an_org_md_linked_from_elsewhere_is_not_shown(tmp_path: Path) -> None:
+    project = fixture_project(tmp_path)
+    elsewhere = tmp_path / "other-org.md"
+    elsewhere.write_text("---\n---\n\nSomeone Else plc makes widgets.\n", encoding="utf-8")
+    (project.org_dir / "org.md").unlink()
+    os.symlink(elsewhere, project.org_dir / "org.md")
+    system = prompt(project)
+    assert "Someone Else" not in system
+    assert PROFILE_HEADING not in system
+
+
+def test_the_profile_is_read_once_and_the_sessions_prompt_never_changes(
+    tmp_path: Path, scripted: Callable[..., ScriptedModel]
+) -> None:
+    project = fixture_project(tmp_path)
+    model = scripted({"steps": [says("Here are my questions."), says("Going on.")]})
+
+    def client() -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=model.base_url, api_key="test-key", max_retries=0)
+
+    ui.start(project, "bmc-segments", RunOptions(client=client()), TerminalDisplay(), Lines())
+    # While the session waits, the consultant rewrites the profile.
+    org_md = project.org_dir / "org.md"
+    org_md.write_text(
+        org_md.read_text("utf-8").replace("410 people", "395 people"), encoding="utf-8"
+    )
+    ui.resume(project, None, RunOptions(client=client()), TerminalDisplay(), Lines("Go on."))
+    assert len(model.requests) == 2
+    first, second = (request["system"] for request in model.requests)
+    assert second == first, "the system prompt changed inside one session"
+    text = first if isinstance(first, str) else "".join(block["text"] for block in first)
+    assert "employs 410 people" in text
+    assert prompt(project) != text  # a new session would show the new profile
+    model.assert_finished()
+
+
+def test_the_prompt_names_request_agreement_among_the_tools(tmp_path: Path) -> None:
+    project = fixture_project(tmp_path)
+    tools = " ".join(prompt(project).split()).split("Tools: ", 1)[1].split(". Call ")[0]
+    assert "`request_agreement`" in tools
+    research = render_system_prompt(load_skill("bmc-segments"), project, has_agreement=False)
+    tools = " ".join(research.split()).split("Tools: ", 1)[1].split(". Call ")[0]
+    assert "request_agreement" not in tools
+
+
+def says(words: str) -> dict[str, Any]:
+    return {"reply": {"content": [{"type": "text", "text": words}]}}
+
+
+class Lines:
+    """The consultant's side: these lines, then end of input."""
+
+    def __init__(self, *lines: str) -> None:
+        self.lines = list(lines)
+
+    def next_message(self) -> str | None:
+        return self.lines.pop(0) if self.lines else None
+
+    def answer(self, prompt: str) -> str | None:
+        return self.next_message()

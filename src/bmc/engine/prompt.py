@@ -21,6 +21,9 @@ from bmc.workspace.packaged import data_dir
 from bmc.workspace.paths import Project
 
 LISTING_CAP = 200
+# The profile is meant to be a paragraph or two; a long one is cut so it cannot crowd out
+# the skill (the validator still finds figures in all of it).
+PROFILE_CAP = 4000
 # Where the engagement brief keeps the client's name: the brief template's title
 # (`# Engagement brief — <Organisation>`), or a `Client:` line as briefs often open with.
 BRIEFS = ("brief.agreed.md", "brief.md")
@@ -77,6 +80,34 @@ def organisation_name(project: Project) -> OrgName:
         if found:
             return OrgName(found, "brief")
     return OrgName(project.org, "slug")
+
+
+def organisation_profile(project: Project) -> str:
+    """The body of `org.md` (the organisation's short profile), without its front matter
+    and without a title that only repeats the name; "" when there is none.
+
+    The model cannot open `org.md` (it lies outside the project folder), yet the validator
+    finds figures in it, so the prompt carries it. Read once, when the prompt is rendered.
+    """
+    import frontmatter
+
+    path = project.org_dir / "org.md"
+    try:
+        # Threat: an org.md linked from elsewhere putting another client's profile in the prompt.
+        if not path.resolve().is_relative_to(project.org_dir.resolve()):
+            return ""
+        body = frontmatter.loads(path.read_text(encoding="utf-8-sig")).content
+    except (OSError, UnicodeDecodeError, ValueError):
+        return ""
+    lines = body.strip().splitlines()
+    if lines and lines[0].startswith("# "):  # `bmc init` writes the name as a title
+        lines = lines[1:]
+    body = "\n".join(lines).strip()
+    if len(body) > PROFILE_CAP:
+        cut = body.rfind("\n", 0, PROFILE_CAP)
+        kept = body[: cut if cut > 0 else PROFILE_CAP].rstrip()
+        body = kept + "\n\n(The rest of `org.md` is left out.)"
+    return body
 
 
 def _name_in_brief(text: str) -> str | None:
@@ -145,6 +176,7 @@ def render_system_prompt(
         org=project.org,
         org_name=organisation.name,
         org_name_source=organisation.source,
+        profile=organisation_profile(project),
         project=project.slug,
         date=(today or dt.date.today()).isoformat(),
         skill=skill,
