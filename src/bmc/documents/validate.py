@@ -287,14 +287,13 @@ def check_draft(reader: Reader, path: str, data: str | bytes) -> Findings:
     if parts.title:
         problems += _file_name_problems(path, parts.title)
     problems += _evidence_problems(reader, parts)
-    stated = _draft_figures(reader, parts, data)
-    problems += stated.problems
+    problems += _draft_figures(reader, parts, data)
     others = _other_drafts(reader, path)
     problems += _same_segment_problems(parts, others)
     if problems:
         return Findings(problems)
     warnings = _shared_proposition_warnings(parts, others) + _lag_warnings(reader, parts)
-    return Findings([], warnings + stated.warnings)
+    return Findings([], warnings)
 
 
 # Letters NFKD does not decompose, spelled out as they usually are in ASCII.
@@ -423,25 +422,25 @@ def _cited(reader: Reader, evidence: list[Evidence]) -> list[figures.Source]:
     return list(sources.values())
 
 
-def _figure_findings(
+def _figure_problems(
     where: str,
     prose: str,
     sources: list[figures.Source],
     elsewhere: Callable[[], list[figures.Source]] | None = None,
     cites: str = "",
-) -> Findings:
-    """The figures `prose` states as facts that no source holds: a problem each, or a
-    warning when another research report holds it (the figure is real, its evidence is
-    not cited). `where` starts each line (the section); `elsewhere` gives the research to
-    look in for that; `cites` names who cites ("this draft")."""
+) -> list[str]:
+    """The figures `prose` states as facts that no source holds, a problem each. `where`
+    starts each line (the section); `elsewhere` gives the research a passage that cites
+    could have cited, to name the report that holds a figure it did not cite (the fix is
+    then one quote); `cites` names who cites ("this draft")."""
     missing, empty_markers = figures.missing_figures(prose, sources)
     if not missing:
-        return Findings()
+        return []
     others = {s.name: s for s in elsewhere()} if elsewhere else {}
     for source in sources:
         others.pop(source.name, None)
     names = ", ".join(source.name for source in sources) or "no readable source"
-    found = Findings()
+    problems = []
     for miss in missing:
         holders = [
             name
@@ -453,8 +452,12 @@ def _figure_findings(
             f"draws on ({names})"
         )
         if holders:
-            found.warnings.append(
-                f"{message}; it is in {', '.join(holders)}: add a quote from there as evidence"
+            # The figure is real and only its evidence is missing: naming the report is
+            # the whole fix. The estimate marker stays open for a figure the writer worked
+            # out that happens to equal one of another report.
+            problems.append(
+                f"{message}; it is in {', '.join(holders)}: add a quote from there as "
+                'evidence (if it was worked out instead, follow it with "(estimate: <how>)")'
             )
             continue
         if miss.nearest:
@@ -466,28 +469,23 @@ def _figure_findings(
         )
         if empty_markers:
             message += ' (a bare "(estimate)" does not count: say how)'
-        found.problems.append(message)
-    return found
+        problems.append(message)
+    return problems
 
 
-def _add(total: Findings, more: Findings) -> None:
-    total.problems += more.problems
-    total.warnings += more.warnings
-
-
-def _draft_figures(reader: Reader, parts: DraftParts, data: str | bytes) -> Findings:
+def _draft_figures(reader: Reader, parts: DraftParts, data: str | bytes) -> list[str]:
     """The figures of a draft's prose against the reports it cites and the documents the
     segments build on (the evidence quotes themselves are checked as quotes)."""
     from bmc.documents.schemas.segments import EVIDENCE
 
     sources = _cited(reader, parts.evidence) + reader.foundation(SEGMENTS_STAGE)
-    found = Findings()
+    problems = []
     for passage in figures.passages(_text(data)):
         if passage.section and EVIDENCE.accepts(passage.section):
             continue
         where = passage.section or "Title"
-        _add(found, _figure_findings(where, passage.text, sources, reader.research, "this draft"))
-    return found
+        problems += _figure_problems(where, passage.text, sources, reader.research, "this draft")
+    return problems
 
 
 def _other_drafts(reader: Reader, path: str) -> list[tuple[str, DraftParts]]:
@@ -639,7 +637,7 @@ def _segments_figure_problems(reader: Reader, data: str | bytes) -> list[str]:
         where = passage.section or "Title"
         if passage.subsection:
             where += f': "{_entry_name(passage.subsection)}"'
-        problems += _figure_findings(where, passage.text, sources, cites="it").problems
+        problems += _figure_problems(where, passage.text, sources, cites="it")
     return problems
 
 
@@ -695,8 +693,7 @@ def check_canvas(reader: Reader, path: str, data: str | bytes) -> Findings:
             problem = evidence_problem(reader, evidence)
             if problem:
                 problems.append(f"{item.block.name}: {item.label()}: {problem}")
-    stated = _canvas_figures(reader, parts, _text(data))
-    problems += stated.problems
+    problems += _canvas_figures(reader, parts, _text(data))
     agreed = reader.project_file(AGREED_SEGMENTS)
     if agreed is None:
         problems.append(
@@ -713,7 +710,7 @@ def check_canvas(reader: Reader, path: str, data: str | bytes) -> Findings:
         )
         return Findings(problems)
     more, warnings = _canvas_cross_check(parts, entries)
-    return Findings(problems + more, warnings + stated.warnings)
+    return Findings(problems + more, warnings)
 
 
 # A sub-bullet that is not the item's prose: its evidence (checked as quotes) and the
@@ -721,7 +718,7 @@ def check_canvas(reader: Reader, path: str, data: str | bytes) -> Findings:
 _CANVAS_REFERENCE = re.compile(r"^\s*[-*+]\s+(?:\*\*|__)?(?:evidence|serves)\b", re.IGNORECASE)
 
 
-def _canvas_figures(reader: Reader, parts: CanvasParts, text: str) -> Findings:
+def _canvas_figures(reader: Reader, parts: CanvasParts, text: str) -> list[str]:
     """Each item's figures against the reports it cites (and the documents the canvas
     builds on); the text outside items (the cost orientation, the tensions) against all
     the research, as it cites nothing."""
@@ -729,7 +726,7 @@ def _canvas_figures(reader: Reader, parts: CanvasParts, text: str) -> Findings:
     items = sorted(parts.all_items(), key=lambda item: item.line)
     starts = {item.line for item in items}
     foundation = reader.foundation(CANVAS_STAGE)
-    found = Findings()
+    problems = []
     in_items: set[int] = set()
     for item in items:
         end = item.line
@@ -740,7 +737,7 @@ def _canvas_figures(reader: Reader, parts: CanvasParts, text: str) -> Findings:
         prose = "\n".join(lines[n - 1] for n in span if not _CANVAS_REFERENCE.match(lines[n - 1]))
         sources = _cited(reader, item.evidence) + foundation
         where = f"{item.block.name}: {item.label()}"
-        _add(found, _figure_findings(where, prose, sources, reader.research, "the item"))
+        problems += _figure_problems(where, prose, sources, reader.research, "the item")
     research: list[figures.Source] | None = None
     for passage in figures.passages(text):
         prose = "\n".join(
@@ -752,8 +749,8 @@ def _canvas_figures(reader: Reader, parts: CanvasParts, text: str) -> Findings:
             continue
         if research is None:
             research = reader.research() + foundation
-        _add(found, _figure_findings(passage.section or "Title", prose, research, cites="it"))
-    return found
+        problems += _figure_problems(passage.section or "Title", prose, research, cites="it")
+    return problems
 
 
 def _continues_item(line: str) -> bool:
