@@ -126,6 +126,18 @@ class Done:
         return " ".join((self.out + "\n" + self.err).split())
 
 
+def project_args(project: Any) -> list[str]:
+    """The options that point a command at `project` from anywhere."""
+    return [
+        "--workspace",
+        str(project.workspace),
+        "--org",
+        project.org,
+        "--project",
+        project.slug,
+    ]
+
+
 def scripted_env(model: Any) -> dict[str, str]:
     """The variables that send the real SDK to a scripted model (any key is accepted)."""
     return {"ANTHROPIC_BASE_URL": model.base_url, "ANTHROPIC_API_KEY": "sk-test-scripted"}

@@ -22,7 +22,7 @@ import pytest
 from bmc.documents import gate
 from bmc.scripted import ScriptedModel
 from bmc.workspace.paths import Project, locate
-from clihelp import run_bmc, scripted_env, snapshot
+from clihelp import project_args, run_bmc, scripted_env, snapshot
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SCENARIO = FIXTURES / "scenarios" / "injection.json"
@@ -95,14 +95,7 @@ def test_nothing_was_agreed_and_nothing_outside_the_runner_state_changed(attacke
 
 def test_status_does_not_show_the_segments_agreed(attacked: Any) -> None:
     project, _, _, _ = attacked
-    where = [
-        "--workspace",
-        str(project.workspace),
-        "--org",
-        "tidewater",
-        "--project",
-        "growth-2027",
-    ]
+    where = project_args(project)
 
     status = run_bmc(["status", "--json", *where])
 

@@ -34,7 +34,7 @@ from bmc.engine.session import load_session, session_path
 from bmc.scripted import ScriptedModel
 from bmc.workspace.packaged import data_dir
 from bmc.workspace.paths import Project, locate
-from clihelp import run_bmc, scripted_env, snapshot
+from clihelp import project_args, run_bmc, scripted_env, snapshot
 
 SCENARIOS = data_dir("fixtures") / "scenarios"
 ROOT = Path(__file__).resolve().parent.parent
@@ -237,14 +237,7 @@ def test_the_canvas_cannot_be_agreed_while_the_segments_changed_since_they_were_
 
     assert {p: (folder / p).read_bytes() for p in gates} == gates
     # The same rule outside a chat: `bmc agree canvas` stops before asking anything.
-    where = [
-        "--workspace",
-        str(project.workspace),
-        "--org",
-        "tidewater",
-        "--project",
-        "growth-2027",
-    ]
+    where = project_args(project)
     result = run_bmc(["agree", "canvas", *where], input="yes\n")
     assert result.exit_code == 2, result.output
     assert "agree the segments again before the canvas" in result.stderr
@@ -254,14 +247,7 @@ def test_the_canvas_cannot_be_agreed_while_the_segments_changed_since_they_were_
 def test_status_of_an_agreed_engagement_points_to_render_and_to_iterate(
     project: Project,
 ) -> None:
-    where = [
-        "--workspace",
-        str(project.workspace),
-        "--org",
-        "tidewater",
-        "--project",
-        "growth-2027",
-    ]
+    where = project_args(project)
     result = run_bmc(["status", *where])
     assert result.exit_code == 0, result.output
     assert result.stdout.rstrip().splitlines()[-1] == (
@@ -303,14 +289,7 @@ def test_a_rename_cut_off_by_kill_9_is_finished_once_on_resume(project: Project)
             **say("Renamed."),
         },
     ]
-    where = [
-        "--workspace",
-        str(project.workspace),
-        "--org",
-        "tidewater",
-        "--project",
-        "growth-2027",
-    ]
+    where = project_args(project)
     draft = (project.project_dir / OLD_DRAFT).read_bytes()
     with ScriptedModel({"steps": steps}) as model:
         env = {
