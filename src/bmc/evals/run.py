@@ -21,6 +21,7 @@ from bmc.engine import agreement
 from bmc.engine import api as engine
 from bmc.engine import events as ev
 from bmc.engine.loop import Limits
+from bmc.engine.usage import TOKEN_FIELDS
 from bmc.errors import BmcError
 from bmc.evals.cases import FileSpec, LoadedCase
 from bmc.workspace.paths import Project, atomic_write, locate
@@ -36,10 +37,8 @@ class RunRecord:
     scripted: bool
     exit_code: int = 0
     reason: str = ""
-    texts: list[str] = field(default_factory=list)  # the model's replies, whole
     transcript: list[str] = field(default_factory=list)  # replies and tool lines, in order
     tools: list[ev.ToolLine] = field(default_factory=list)
-    asked: list[ev.AgreementRequested] = field(default_factory=list)
     recorded: list[ev.AgreementRecorded] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     system: str = ""
@@ -47,7 +46,6 @@ class RunRecord:
     tokens: dict[str, int] = field(default_factory=dict)
     cost: float = 0.0
     seconds: float = 0.0
-    lines_left: int = 0  # consultant lines the run never asked for
     notes: list[str] = field(default_factory=list)  # e.g. the scripted model left its script
     requests: list[dict[str, Any]] = field(default_factory=list)  # offline: what the model got
 
@@ -138,7 +136,6 @@ def converse(
             reply = ""
         elif isinstance(event, ev.ReplyFinished):
             if reply.strip():
-                record.texts.append(reply)
                 record.transcript.append(f"assistant: {reply}")
             reply = ""
         elif isinstance(event, ev.ToolLine):
@@ -151,7 +148,6 @@ def converse(
             else:
                 conversation.stop()  # the consultant has nothing more to say: end of input
         elif isinstance(event, ev.AgreementRequested):
-            record.asked.append(event)
             if lines:
                 conversation.answer(agreement.parse_answer(lines.pop(0), event.digest))
             else:
@@ -163,7 +159,6 @@ def converse(
     with contextlib.suppress(BmcError):  # its exit code and sentence came with Stopped
         conversation.wait()
     record.seconds = time.monotonic() - started
-    record.lines_left = len(lines)
     session = conversation.session
     if session is not None:
         record.messages = session.messages
@@ -171,8 +166,5 @@ def converse(
         usage = session.usage
         record.turns = len(usage.turns)
         record.cost = usage.cost
-        record.tokens = {
-            name: usage.total(name)
-            for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
-        }
+        record.tokens = {name: usage.total(name) for name in TOKEN_FIELDS}
     return record
