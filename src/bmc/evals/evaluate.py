@@ -10,7 +10,6 @@ one is skipped, saying so. The results are written to `out/results.json` and
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from bmc.documents.skills import Skill, load_skill
-from bmc.engine.usage import DEFAULT_MODEL, price_for
+from bmc.engine.api import RunOptions, make_client, model_name
+from bmc.engine.usage import price_for
 from bmc.errors import UserError
 from bmc.evals import grader
-from bmc.evals.cases import LoadedCase, load_cases
+from bmc.evals.cases import LoadedCase, load_cases, read_json
 from bmc.evals.checks import grade_run
 from bmc.evals.report import write_report
 from bmc.evals.results import (
@@ -74,8 +74,8 @@ def run_eval(skill_name: str, options: EvalOptions, say: Callable[[str], None]) 
         and options.provider == "anthropic"
         and not os.environ.get("ANTHROPIC_API_KEY")
     )
-    client = None if scripted else options.client or _real_client(options.provider)
-    model = options.model or os.environ.get("BMC_MODEL") or DEFAULT_MODEL
+    client = None if scripted else options.client or make_client(options.provider)
+    model = model_name(RunOptions(model=options.model))
     out = options.out or Path("bmc-eval") / f"{skill.name}-{_stamp()}"
     _fresh(out)
     if scripted:
@@ -145,60 +145,53 @@ def _one_run(
     scripted: bool,
     options: EvalOptions,
 ) -> tuple[RunRecord, list[Any], dict[str, Any] | None]:
+    case = loaded.case
     folder = out / "runs" / _safe(loaded.key) / str(repeat)
-    project = prepare(loaded, folder / "workspace")
-    record = RunRecord(loaded, repeat, project, scripted)
-    consultant = loaded.case.consultant
-    if scripted:
-        scenario = json.loads(loaded.path(loaded.case.scenario or "").read_text("utf-8"))
-        if consultant is None:
-            consultant = list(scenario.get("consultant", []))
-        with _scripted_client(scenario) as (server, scripted_client):
-            converse(
-                record,
-                skill,
-                client=scripted_client,
-                model=model,
-                skills_dir=options.skills_dir,
-                consultant=consultant,
-            )
-            record.notes += server.divergences
-            record.requests = list(server.requests)
-    else:
-        if consultant is None and loaded.case.scenario:
-            scenario = json.loads(loaded.path(loaded.case.scenario).read_text("utf-8"))
-            consultant = list(scenario.get("consultant", []))
+    record = RunRecord(loaded, repeat, prepare(loaded, folder / "workspace"), scripted)
+    consultant = case.consultant
+    # One read of the recording serves both uses: offline it plays the model, and its lines
+    # are the consultant's when the case gives none of its own.
+    recorded = _scenario(loaded, case.scenario) if scripted or consultant is None else None
+    if consultant is None:
+        consultant = list((recorded or {}).get("consultant", []))
+    with _model(recorded if scripted else None, client) as (server, run_client):
         converse(
             record,
             skill,
-            client=client,
+            client=run_client,
             model=model,
             skills_dir=options.skills_dir,
-            consultant=consultant or [],
+            consultant=consultant,
         )
+    if server is not None:
+        record.notes += server.divergences
+        record.requests = list(server.requests)
     verdicts = grade_run(record, skill)
     grading = None
     if not options.grade_with_model:
         verdicts += grader.ungraded(record, "not graded (run with --grade-with-model)")
-    elif not loaded.case.expectations:
-        pass
-    elif scripted and not loaded.case.grader_scenario:
+    elif scripted and case.expectations and not case.grader_scenario:
         verdicts += grader.ungraded(record, "not graded: no grader_scenario to replay offline")
-    elif scripted:
-        scenario = json.loads(loaded.path(loaded.case.grader_scenario or "").read_text("utf-8"))
-        with _scripted_client(scenario) as (_, grader_client):
+    elif case.expectations:
+        replies = _scenario(loaded, case.grader_scenario) if scripted else None
+        with _model(replies, client) as (_, grader_client):
             graded, usage = grader.grade(record, grader_client, model)
         verdicts += graded
-        grading = {"tokens": usage.__dict__, "cost": usage.cost(model), "scripted": True}
-    else:
-        graded, usage = grader.grade(record, client, model)
-        verdicts += graded
-        grading = {"tokens": usage.__dict__, "cost": usage.cost(model), "scripted": False}
+        grading = {"tokens": usage.__dict__, "cost": usage.cost(model), "scripted": scripted}
     return record, verdicts, grading
 
 
+def _scenario(loaded: LoadedCase, spelled: str | None) -> dict[str, Any] | None:
+    return read_json(loaded.path(spelled)) if spelled else None
+
+
 @contextmanager
-def _scripted_client(scenario: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
+def _model(scenario: dict[str, Any] | None, client: Any) -> Iterator[tuple[Any, Any]]:
+    """The scripted model playing `scenario` and a client pointed at it; with no scenario,
+    no server and the real `client`."""
+    if scenario is None:
+        yield None, client
+        return
     import anthropic
 
     from bmc.scripted import ScriptedModel
@@ -208,12 +201,6 @@ def _scripted_client(scenario: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
             server,
             anthropic.Anthropic(base_url=server.base_url, api_key=SCRIPTED_KEY, max_retries=2),
         )
-
-
-def _real_client(provider: str) -> Any:
-    from bmc.engine.api import make_client
-
-    return make_client(provider)
 
 
 def _selected(cases: list[LoadedCase], wanted: list[str]) -> list[LoadedCase]:
