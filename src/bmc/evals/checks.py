@@ -13,9 +13,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from bmc.documents.schemas import heading_key
+from bmc.documents.schemas import heading_key, outline
 from bmc.documents.skills import Skill
 from bmc.documents.validate import validate_project
+from bmc.engine.events import ToolLine
 from bmc.evals.cases import Check
 from bmc.evals.run import RunRecord
 from bmc.workspace.confine import Refused
@@ -175,8 +176,8 @@ def check_one(record: RunRecord, check: Check) -> Verdict:
     return _check_files(record, check)
 
 
-def _said(tool: object) -> str:
-    return f"{getattr(tool, 'summary', '')}\n{getattr(tool, 'text', '')}".casefold()
+def _said(tool: ToolLine) -> str:
+    return f"{tool.summary}\n{tool.text}".casefold()
 
 
 def _check_files(record: RunRecord, check: Check) -> Verdict:
@@ -208,19 +209,13 @@ def _check_files(record: RunRecord, check: Check) -> Verdict:
 
 
 def _section(text: str, section: str | None) -> str | None:
-    """The text under `## <section>` up to the next `##` heading (None: no such section)."""
+    """The text under `## <section>` up to the next `##` heading (None: no such section),
+    cut as the validator cuts documents (a `##` inside a code fence is no heading)."""
     if section is None:
         return text
-    found, kept = False, []
-    for line in text.splitlines():
-        if line.startswith("## "):
-            if found:
-                break
-            found = heading_key(line[3:]) == heading_key(section)
-            continue
-        if found:
-            kept.append(line)
-    return "\n".join(kept) if found else None
+    wanted = heading_key(section)
+    found = next((s for s in outline(text).sections if heading_key(s.heading) == wanted), None)
+    return None if found is None else "\n".join(line.text for line in found.body)
 
 
 def resolve(project: Project, spelled: str) -> Path:
