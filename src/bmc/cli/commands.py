@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +16,6 @@ import click
 
 from bmc.errors import BmcError, UserError
 from bmc.workspace.paths import Project, infer_from_cwd, init_project, locate
-
-
-@dataclass
-class Where:
-    workspace: Path
-    org: str | None
-    project: str | None
-
-    def project_or_fail(self) -> Project:
-        if not self.org or not self.project:
-            raise UserError(
-                "which project? Pass --org and --project, or run the command inside "
-                "clients/<org>/projects/<project>."
-            )
-        return locate(self.workspace, self.org, self.project)
 
 
 def _workspace(workspace: str | None) -> Path:
@@ -44,7 +28,8 @@ def _workspace(workspace: str | None) -> Path:
     return inferred[0] if inferred else Path.cwd()
 
 
-def _where(workspace: str | None, org: str | None, project: str | None) -> Where:
+def _project(workspace: str | None, org: str | None, project: str | None) -> Project:
+    """The project a command is pointed at by `project_options`, or one sentence asking."""
     base = _workspace(workspace)
     inferred = infer_from_cwd(Path.cwd())
     # The folder you are in names the project only when it lies in the workspace in use
@@ -53,7 +38,32 @@ def _where(workspace: str | None, org: str | None, project: str | None) -> Where
     if inferred and base.resolve() == inferred[0] and org in (None, inferred[1]):
         org = inferred[1]
         project = project or inferred[2]
-    return Where(base, org, project)
+    if not org or not project:
+        raise UserError(
+            "which project? Pass --org and --project, or run the command inside "
+            "clients/<org>/projects/<project>."
+        )
+    return locate(base, org, project)
+
+
+_WORKSPACE = click.option(
+    "--workspace",
+    type=click.Path(file_okay=False),
+    help="Workspace folder (default: $BMC_WORKSPACE or the current folder).",
+)
+_SKILLS_DIR = click.option(
+    "--skills-dir",
+    type=click.Path(file_okay=False, exists=True),
+    help="A folder of extra or overriding skills.",
+)
+_PROVIDER = click.option(
+    "--provider",
+    type=click.Choice(["anthropic", "bedrock", "vertex"]),
+    default="anthropic",
+    show_default=True,
+    help="Reach Claude directly, or through AWS Bedrock or Google Vertex AI.",
+)
+_PORT = click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
 
 
 def project_options(fn: Any) -> Any:
@@ -61,12 +71,7 @@ def project_options(fn: Any) -> Any:
         "--project", "project", help="Project slug (default: the project folder you are in)."
     )(fn)
     fn = click.option("--org", help="Organisation slug (default: from the folder you are in).")(fn)
-    fn = click.option(
-        "--workspace",
-        type=click.Path(file_okay=False),
-        help="Workspace folder (default: $BMC_WORKSPACE or the current folder).",
-    )(fn)
-    return fn
+    return _WORKSPACE(fn)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,11 +85,7 @@ def cli() -> None:
 @click.argument("org")
 @click.argument("project")
 @click.option("--name", help='The organisation\'s display name, e.g. "Tidewater Ferries Ltd".')
-@click.option(
-    "--workspace",
-    type=click.Path(file_okay=False),
-    help="Workspace folder (default: $BMC_WORKSPACE or the current folder).",
-)
+@_WORKSPACE
 def init(org: str, project: str, name: str | None, workspace: str | None) -> None:
     """Create clients/ORG/projects/PROJECT with org.md and a .gitignore for runner state."""
     # Run inside an existing project, the new one goes beside it, not nested inside it.
@@ -97,11 +98,7 @@ def init(org: str, project: str, name: str | None, workspace: str | None) -> Non
 
 
 @cli.command()
-@click.option(
-    "--skills-dir",
-    type=click.Path(file_okay=False, exists=True),
-    help="A folder of extra or overriding skills.",
-)
+@_SKILLS_DIR
 def skills(skills_dir: str | None) -> None:
     """List the skills this installation can run, in chain order."""
     from bmc.documents.skills import WARNING, cautions, scan_skills
@@ -149,13 +146,7 @@ def model_options(fn: Any) -> Any:
         "agreed_as",
         help="Who signs agreements in this session (default: $BMC_CONSULTANT or git's user.name).",
     )(fn)
-    fn = click.option(
-        "--provider",
-        type=click.Choice(["anthropic", "bedrock", "vertex"]),
-        default="anthropic",
-        show_default=True,
-        help="Reach Claude directly, or through AWS Bedrock or Google Vertex AI.",
-    )(fn)
+    fn = _PROVIDER(fn)
     fn = click.option(
         "--max-cost", type=float, help="Stop (resumable) once the run has cost this many dollars."
     )(fn)
@@ -169,11 +160,7 @@ def model_options(fn: Any) -> Any:
     fn = click.option(
         "--max-turns", type=int, help="Stop (resumable) after this many model turns."
     )(fn)
-    fn = click.option(
-        "--skills-dir",
-        type=click.Path(file_okay=False, exists=True),
-        help="A folder of extra or overriding skills.",
-    )(fn)
+    fn = _SKILLS_DIR(fn)
     fn = click.option(
         "--model", help="Claude model id (default: $BMC_MODEL or claude-sonnet-5-5)."
     )(fn)
@@ -202,7 +189,7 @@ def run(
     **model_options: Any,
 ) -> None:
     """Start a conversation running SKILL on the project."""
-    where = _where(workspace, org, project).project_or_fail()
+    where = _project(workspace, org, project)
     skills_dir = model_options["skills_dir"]
     _preflight_run(where, skill, Path(skills_dir) if skills_dir else None)
     if web and record:
@@ -236,7 +223,7 @@ def resume(
     **model_options: Any,
 ) -> None:
     """Continue the latest session (or SESSION_ID) where it stopped."""
-    where = _where(workspace, org, project).project_or_fail()
+    where = _project(workspace, org, project)
     _preflight_resume(where, session_id)
     options = _run_options(**model_options)
     _converse(
@@ -316,7 +303,7 @@ def sessions(workspace: str | None, org: str | None, project: str | None) -> Non
     """List the project's sessions with their status, turns and cost."""
     from bmc.engine.session import list_sessions
 
-    where = _where(workspace, org, project).project_or_fail()
+    where = _project(workspace, org, project)
     rows = [
         [s.id, s.skill, s.status, s.turns, f"${s.cost:.4f}", s.updated]
         for s in list_sessions(where)
@@ -344,7 +331,7 @@ def validate(
 
     from bmc.documents.validate import validate_project
 
-    where = _where(workspace, org, project).project_or_fail()
+    where = _project(workspace, org, project)
     reports = validate_project(where, list(files) or None)
     if as_json:
         click.echo(json.dumps([r.__dict__ for r in reports], indent=2, ensure_ascii=False))
@@ -367,7 +354,7 @@ def status(as_json: bool, workspace: str | None, org: str | None, project: str |
 
     from bmc.documents.status import project_status
 
-    where = _where(workspace, org, project).project_or_fail()
+    where = _project(workspace, org, project)
     _repair_when_free(where)
     report = project_status(where)
     if as_json:
@@ -396,7 +383,7 @@ def agree(
     from bmc.engine import agreement
     from bmc.terminal.chat import Consultant, TerminalDisplay, ask_agreement
 
-    where = _where(workspace, org, project).project_or_fail()
+    where = _project(workspace, org, project)
     chosen = gate.stage_named(stage)
     display = TerminalDisplay()
     consultant = Consultant(display.console)
@@ -449,7 +436,7 @@ def history(
     digest and the decisions.md entry each belongs to."""
     from bmc.cli.history import show_history
 
-    where = _where(workspace, org, project).project_or_fail()
+    where = _project(workspace, org, project)
     _repair_when_free(where)
     show_history(where, stage, as_json=as_json)
 
@@ -475,7 +462,7 @@ def diff(
     against the working document."""
     from bmc.cli.history import show_diff
 
-    where = _where(workspace, org, project).project_or_fail()
+    where = _project(workspace, org, project)
     _repair_when_free(where)
     show_diff(where, stage, a, b, as_json=as_json)
 
@@ -487,7 +474,7 @@ def import_(
     files: tuple[Path, ...], workspace: str | None, org: str | None, project: str | None
 ) -> None:
     """Turn the client's PDF, DOCX, PPTX, XLSX or HTML files into research sub-reports."""
-    where = _where(workspace, org, project).project_or_fail()
+    where = _project(workspace, org, project)
     try:
         import markitdown  # noqa: F401  (the optional extra; fail here with a clear sentence)
 
@@ -506,7 +493,7 @@ def render(workspace: str | None, org: str | None, project: str | None) -> None:
     """Write canvas/canvas.html and segments/segments.html for the client."""
     from bmc.documents.render import render_project
 
-    where = _where(workspace, org, project).project_or_fail()
+    where = _project(workspace, org, project)
     _repair_when_free(where)
     for path in render_project(where):
         click.echo(f"Wrote {path}")
@@ -530,7 +517,7 @@ def export_pptx(template: Path | None, out: Path | None, **where: str | None) ->
     """Write canvas/canvas.pptx: the canvas slide and a slide per segment, editable."""
     from bmc.documents.deck import export_pptx as write_deck
 
-    project = _where(**where).project_or_fail()
+    project = _project(**where)
     _repair_when_free(project)
     _say_written(*write_deck(project, out, template))
 
@@ -542,7 +529,7 @@ def export_pdf(out: Path | None, **where: str | None) -> None:
     """Write canvas/canvas.pdf: the canvas on one A3 page, printed by your Chromium or Chrome."""
     from bmc.documents.canvas_pdf import export_pdf as write_pdf
 
-    project = _where(**where).project_or_fail()
+    project = _project(**where)
     _repair_when_free(project)
     _say_written(*write_pdf(project, out))
 
@@ -553,12 +540,8 @@ def _say_written(path: Path, status: Any) -> None:
 
 
 @cli.command()
-@click.option(
-    "--workspace",
-    type=click.Path(file_okay=False),
-    help="Workspace folder (default: $BMC_WORKSPACE or the current folder).",
-)
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@_WORKSPACE
+@_PORT
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -591,7 +574,7 @@ def serve(workspace: str | None, port: int, host: str, no_browser: bool, new_tok
 )
 @click.option("--yes", is_flag=True, help="Answer yes at every agreement prompt (unattended run).")
 @click.option("--serve", "in_browser", is_flag=True, help="Play it in the web workspace instead.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@_PORT
 @click.option("--no-browser", is_flag=True, help="With --serve: print the link only.")
 def demo(workspace: str | None, yes: bool, in_browser: bool, port: int, no_browser: bool) -> None:
     """Play a scripted engagement on a sample client, offline, with no API key."""
@@ -640,13 +623,7 @@ def demo(workspace: str | None, yes: bool, in_browser: bool, port: int, no_brows
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="A firm's skills folder; its cases are read from ../evals/SKILL/evals.json.",
 )
-@click.option(
-    "--provider",
-    type=click.Choice(["anthropic", "bedrock", "vertex"]),
-    default="anthropic",
-    show_default=True,
-    help="Reach Claude directly, or through AWS Bedrock or Google Vertex AI.",
-)
+@_PROVIDER
 def eval_(skill: str, cases: tuple[str, ...], **options: Any) -> None:
     """Measure SKILL against a model: run each eval case in a scratch workspace, grade it,
     write results.json and report.html. Without an API key (or with --scripted) cases replay
