@@ -281,7 +281,7 @@ def _repair_when_free(project: Project) -> None:
         click.echo(f"Repaired: {note}.", err=True)
 
 
-def _print_table(headers: list[str], rows: list[list[Any]]) -> None:
+def print_table(headers: list[str], rows: list[list[Any]]) -> None:
     """A table on stdout for the model-free commands, which must not load the SDK (SPEC
     section 8: they answer at once)."""
     from rich.console import Console
@@ -311,7 +311,7 @@ def sessions(workspace: str | None, org: str | None, project: str | None) -> Non
     if not rows:
         click.echo("No sessions yet: start one with `bmc run <skill>`.")
         return
-    _print_table(["session", "skill", "status", "turns", "cost", "updated"], rows)
+    print_table(["session", "skill", "status", "turns", "cost", "updated"], rows)
 
 
 @cli.command()
@@ -340,7 +340,7 @@ def validate(
             [r.path, r.status, "\n".join([*r.problems, *(f"warning: {w}" for w in r.warnings)])]
             for r in reports
         ]
-        _print_table(["document", "status", "problems"], rows)
+        print_table(["document", "status", "problems"], rows)
     if any(r.status == "invalid" for r in reports):
         sys.exit(1)
 
@@ -361,7 +361,7 @@ def status(as_json: bool, workspace: str | None, org: str | None, project: str |
         click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
         return
     rows = [[s.key, s.document, s.state, s.detail] for s in report.stages]
-    _print_table(["stage", "document", "state", "detail"], rows)
+    print_table(["stage", "document", "state", "detail"], rows)
     click.echo(f"Next: {report.next_step}")
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
-from rich.table import Table
 
+from bmc.cli.commands import print_table
 from bmc.documents import versions
+from bmc.documents.diff import diff_documents
 from bmc.documents.stages import packaged
 from bmc.workspace.paths import Project
 
@@ -30,17 +30,16 @@ def show_history(project: Project, stage_key: str | None, *, as_json: bool) -> N
             f"No agreed versions in {which} yet: a version is kept each time a stage is agreed."
         )
         return
-    rows = Table()
-    for header in ("stage", "version", "agreed on", "agreed by", "digest", "decisions.md entry"):
-        rows.add_column(header, overflow="fold")
+    rows: list[list[object]] = []
     for v in found:
         when = f"{v.date} {v.time}".strip() or "unknown"
         entry = v.decision or "none found"
         if v.origin != "agreement":
             entry += " (kept from an earlier agreement)"
         digest = v.digest if v.intact else f"{v.digest} (the file no longer matches it)"
-        rows.add_row(v.stage, str(v.number), when, v.agreed_by, digest, entry)
-    Console(highlight=False).print(rows)
+        rows.append([v.stage, v.number, when, v.agreed_by, digest, entry])
+    headers = ["stage", "version", "agreed on", "agreed by", "digest", "decisions.md entry"]
+    print_table(headers, rows)
 
 
 def show_diff(
@@ -49,7 +48,8 @@ def show_diff(
     stage = packaged().named(stage_key)
     old = versions.side(project, stage, a)
     new = versions.side(project, stage, versions.WORKING if b is None else b)
-    found = versions.compare(project, stage, a, b)
+    # The two sides just read, compared as `versions.compare` would: it would read them again.
+    found = diff_documents(stage, old.data, new.data, old_label=old.label, new_label=new.label)
     if as_json:
         click.echo(json.dumps(found.as_dict(), indent=2, ensure_ascii=False))
         return
