@@ -446,30 +446,20 @@ def _figure_problems(
     starts each line (the section); `elsewhere` gives the research a passage that cites
     could have cited, to name the report that holds a figure it did not cite (the fix is
     then one quote); `cites` names who cites ("this draft")."""
-    missing, empty_markers = figures.missing_figures(prose, sources)
-    if not missing:
-        return []
-    others = {s.name: s for s in elsewhere()} if elsewhere else {}
-    for source in sources:
-        others.pop(source.name, None)
+    missing, empty_markers = figures.missing_figures(prose, sources, elsewhere)
     names = ", ".join(source.name for source in sources) or "no readable source"
     problems = []
     for miss in missing:
-        holders = [
-            name
-            for name, source in others.items()
-            if figures.index_of(source.text).find_all_ways(miss.figure)
-        ]
         message = (
             f'{where}: the figure "{miss.figure.written}" is not in the sources {cites} '
             f"draws on ({names})"
         )
-        if holders:
+        if miss.found_in:
             # The figure is real and only its evidence is missing: naming the report is
             # the whole fix. The estimate marker stays open for a figure the writer worked
             # out that happens to equal one of another report.
             problems.append(
-                f"{message}; it is in {', '.join(holders)}: add a quote from there as "
+                f"{message}; it is in {', '.join(miss.found_in)}: add a quote from there as "
                 'evidence (if it was worked out instead, follow it with "(estimate: <how>)")'
             )
             continue
