@@ -40,7 +40,7 @@ def project_status(project: Project) -> ProjectStatus:
     reports = {r.path: r for r in validate_project(project)}
     table = packaged()
     stages = [_stage_status(project, stage, reports) for stage in table.values()]
-    return ProjectStatus(stages, _next_step(stages, table))
+    return ProjectStatus(stages, next_step(stages, table, COMMANDS))
 
 
 def _stage_status(project: Project, stage: Stage, reports: dict) -> StageStatus:
@@ -102,10 +102,6 @@ def _changed_since_agreed(project: Project, stage: Stage, document: bytes) -> st
 
 
 CHANGED = "changed since agreed"
-
-
-def _next_step(stages: list[StageStatus], table: Mapping[str, Stage]) -> str:
-    return next_step(stages, table, COMMANDS)
 
 
 @dataclass(frozen=True)
