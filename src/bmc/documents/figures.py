@@ -41,7 +41,7 @@ import bisect
 import itertools
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Literal
@@ -751,15 +751,19 @@ class Missing:
 
 
 def missing_figures(
-    prose: str, sources: Sequence[Source], elsewhere: Sequence[Source] = ()
+    prose: str,
+    sources: Sequence[Source],
+    elsewhere: Callable[[], Sequence[Source]] | None = None,
 ) -> tuple[list[Missing], int]:
     """The figures `prose` states that none of `sources` holds, each once, and how many
-    derivation markers it has without a working. `elsewhere` are sources the passage may
-    not draw on, searched only to say where a missing figure is."""
+    derivation markers it has without a working. `elsewhere` gives sources the passage may
+    not draw on (those among `sources` left out), searched only to say where a missing
+    figure is; it is asked for only when a figure is missing."""
     stated = stated_figures(prose)
     missing: list[Missing] = []
     seen: set[tuple[str, str, float, str]] = set()
     indexes = [(source.name, index_of(source.text)) for source in sources]
+    others: list[Source] | None = None
     for figure in stated.figures:
         marker = (figure.kind, figure.currency, figure.value, figure.hedge)
         if marker in seen:
@@ -774,9 +778,10 @@ def missing_figures(
             for name, index in indexes
             for distance, written in index.nearest(figure)
         )
-        found_in = [
-            source.name for source in elsewhere if index_of(source.text).find_all_ways(figure)
-        ]
+        if others is None:
+            drawn_on = {source.name for source in sources}
+            others = [s for s in (elsewhere() if elsewhere else ()) if s.name not in drawn_on]
+        found_in = [source.name for source in others if index_of(source.text).find_all_ways(figure)]
         missing.append(Missing(figure, [(w, n) for _, w, n in nearest[:3]], found_in))
     return missing, stated.empty_markers
 

@@ -309,12 +309,15 @@ def _finish_agreement(project: Project) -> str | None:
         return "an unreadable agreement note in .bmc/ was dropped; nothing was agreed by it"
     gate = project.project_dir / stage.gate
     note = None
-    gate_written = gate.is_file() and digest(gate.read_bytes()) == intent.digest
-    if intent.version and gate_written:
-        _keep_version(project, intent, gate.read_bytes())
+    # The gate as this agreement wrote it, read once; None when it never got that far.
+    written = gate.read_bytes() if gate.is_file() else None
+    if written is not None and digest(written) != intent.digest:
+        written = None
+    if intent.version and written is not None:
+        _keep_version(project, intent, written)
     elif intent.version:
         versions.drop_unfinished(project, stage, intent.version)
-    if gate_written and not _is_recorded(project, intent):
+    if written is not None and not _is_recorded(project, intent):
         _drop_torn_entry(project, intent)
         _record(project, intent)
         note = (

@@ -31,7 +31,6 @@ from pathlib import Path, PurePosixPath
 
 from bmc.documents.skills import Skill, list_skills
 from bmc.errors import UserError
-from bmc.workspace.packaged import data_dir
 
 AGREED_SUFFIX = ".agreed.md"
 # A key is typed on the command line (`bmc agree segments`), so it must be a plain slug.
@@ -252,5 +251,4 @@ def packaged() -> StageTable:
 
 def for_skill(skill: Skill) -> StageTable:
     """The chain `skill` belongs to: the packaged one, or that of the folder it came from."""
-    folder = skill.folder.parent
-    return packaged() if folder == data_dir("skills") else table(folder)
+    return packaged() if skill.packaged else table(skill.folder.parent)

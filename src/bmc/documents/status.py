@@ -40,7 +40,7 @@ def project_status(project: Project) -> ProjectStatus:
     reports = {r.path: r for r in validate_project(project)}
     table = packaged()
     stages = [_stage_status(project, stage, reports) for stage in table.values()]
-    return ProjectStatus(stages, _next_step(stages, table))
+    return ProjectStatus(stages, next_step(stages, table, COMMANDS))
 
 
 def _stage_status(project: Project, stage: Stage, reports: dict) -> StageStatus:
@@ -82,28 +82,26 @@ def _why_stale(project: Project, stage: Stage) -> str:
     agreed = project.project_dir / stage.gate
     if not document.is_file():
         return "the document was deleted since it was agreed"
-    if document.read_bytes() != agreed.read_bytes():
-        return _changed_since_agreed(project, stage)
+    data = document.read_bytes()
+    if data != agreed.read_bytes():
+        return _changed_since_agreed(project, stage, data)
     upstream = gate.reagreed_upstream(project, stage)
     named = f"the {upstream.key} stage" if upstream else "an earlier stage"
     return f"{named} was re-agreed after it"
 
 
-def _changed_since_agreed(project: Project, stage: Stage) -> str:
-    """`changed since agreed`, with what changed since the latest version, in a few words."""
+def _changed_since_agreed(project: Project, stage: Stage, document: bytes) -> str:
+    """`changed since agreed`, with what changed in `document` since the latest version,
+    in a few words."""
     last = versions.latest(project, stage)
     if last is None:  # an agreement not yet kept as a version (a session holds the lock)
         return CHANGED
-    found = diff_documents(stage, last.data(), (project.project_dir / stage.document).read_bytes())
+    found = diff_documents(stage, last.data(), document)
     what = "; ".join(found.summary(limit=3)) or "formatting only"
     return f"{CHANGED} (version {last.number}): {what}"
 
 
 CHANGED = "changed since agreed"
-
-
-def _next_step(stages: list[StageStatus], table: Mapping[str, Stage]) -> str:
-    return next_step(stages, table, COMMANDS)
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,10 @@ class Reader:
         self.project = project
         self.deps: dict[str, str] = {}
         self._bytes: dict[str, bytes | None] = {}
+        # The research as `research()` read it, and what that recorded: a canvas asks for it
+        # once per item whose figures its own evidence lacks, `validate_project` once per
+        # document.
+        self._research: tuple[list[figures.Source], dict[str, str]] | None = None
 
     def project_file(self, path: str) -> bytes | None:
         """The bytes of a project file (None when missing), recorded as a dependency."""
@@ -169,13 +173,21 @@ class Reader:
             raise grounding.UnreadableResource("is not UTF-8 text") from None
 
     def research(self) -> list[figures.Source]:
-        """Every research file that reads as text, the listing and each file recorded."""
-        self.deps[RESEARCH] = self._research_listing()
-        sources = []
-        for name in self.resource_names():
-            with contextlib.suppress(OSError, grounding.UnreadableResource):
-                sources.append(figures.Source(f"resources/{name}", self.resource(name)))
-        return sources
+        """Every research file that reads as text, the listing and each file recorded;
+        listed and read once per reader."""
+        if self._research is None:
+            recorded, self.deps = self.deps, {}
+            names = self.resource_names()
+            self.deps[RESEARCH] = self._research_listing(names)
+            sources = []
+            for name in names:
+                with contextlib.suppress(OSError, grounding.UnreadableResource):
+                    sources.append(figures.Source(f"resources/{name}", self.resource(name)))
+            self._research = (sources, self.deps)
+            self.deps = recorded
+        sources, deps = self._research
+        self.deps.update(deps)
+        return list(sources)
 
     def foundation(self, stage: stages.Stage) -> list[figures.Source]:
         """What every document of `stage` may draw figures from besides the research: the
@@ -201,7 +213,7 @@ class Reader:
         if dep == DRAFTS:
             return self._drafts_listing()[1]
         if dep == RESEARCH:
-            return self._research_listing()
+            return self._research_listing(self.resource_names())
         if dep.startswith("resources/"):
             inside = dep.removeprefix("resources/")
             return self._resource_digest(self.project.resources_dir / inside)
@@ -221,8 +233,9 @@ class Reader:
         names = sorted(p.name for p in folder.glob("*.md"))
         return [f"{DRAFTS_DIR}{name}" for name in names], _digest("\n".join(names).encode())
 
-    def _research_listing(self) -> str:
-        return _digest("\n".join(self.resource_names()).encode())
+    @staticmethod
+    def _research_listing(names: list[str]) -> str:
+        return _digest("\n".join(names).encode())
 
     @staticmethod
     def _resource_digest(path: Path) -> str:
@@ -433,30 +446,20 @@ def _figure_problems(
     starts each line (the section); `elsewhere` gives the research a passage that cites
     could have cited, to name the report that holds a figure it did not cite (the fix is
     then one quote); `cites` names who cites ("this draft")."""
-    missing, empty_markers = figures.missing_figures(prose, sources)
-    if not missing:
-        return []
-    others = {s.name: s for s in elsewhere()} if elsewhere else {}
-    for source in sources:
-        others.pop(source.name, None)
+    missing, empty_markers = figures.missing_figures(prose, sources, elsewhere)
     names = ", ".join(source.name for source in sources) or "no readable source"
     problems = []
     for miss in missing:
-        holders = [
-            name
-            for name, source in others.items()
-            if figures.index_of(source.text).find_all_ways(miss.figure)
-        ]
         message = (
             f'{where}: the figure "{miss.figure.written}" is not in the sources {cites} '
             f"draws on ({names})"
         )
-        if holders:
+        if miss.found_in:
             # The figure is real and only its evidence is missing: naming the report is
             # the whole fix. The estimate marker stays open for a figure the writer worked
             # out that happens to equal one of another report.
             problems.append(
-                f"{message}; it is in {', '.join(holders)}: add a quote from there as "
+                f"{message}; it is in {', '.join(miss.found_in)}: add a quote from there as "
                 'evidence (if it was worked out instead, follow it with "(estimate: <how>)")'
             )
             continue
