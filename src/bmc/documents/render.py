@@ -32,7 +32,7 @@ from typing import TypeVar
 import jinja2
 from markupsafe import Markup, escape
 
-from bmc.documents import gate, stages
+from bmc.documents import gate, stages, versions
 from bmc.documents.credits import credit
 from bmc.documents.schemas import Problem
 from bmc.documents.schemas.canvas import Canvas, CanvasItem, parse_canvas
@@ -957,29 +957,18 @@ def _status(project: Project, stage: gate.Stage) -> Status | None:
     return None
 
 
-_DIGEST_LINE = re.compile(r"^\*\*Digest\*\*:\s*(\S+)", re.MULTILINE)
-
-
 def _agreed_on(project: Project, stage: gate.Stage, agreed: bytes, gate_path: Path) -> str:
     """The date of the `decisions.md` entry that agreed these very bytes (the latest one if
     none names their digest), else the day the gate file was written."""
     try:
-        text = (project.project_dir / gate.DECISIONS).read_text("utf-8", errors="replace")
-    except OSError:
-        text = ""
-    digest = gate.digest(agreed)
-    entries = list(gate.ENTRY_RE.finditer(text))
-    matching, latest = None, None
-    for position, entry in enumerate(entries):
-        if entry.group(2) != stage.number:
-            continue
-        end = entries[position + 1].start() if position + 1 < len(entries) else len(text)
-        latest = entry.group(1)
-        found = _DIGEST_LINE.search(text, entry.end(), end)
-        if found and found.group(1) == digest:
-            matching = entry.group(1)
-    if matching or latest:
-        return matching or latest  # type: ignore[return-value]
+        entries = [d for d in versions.decisions(project) if d.stage_number == stage.number]
+    except OSError:  # an unreadable log dates the agreement by its file instead
+        entries = []
+    chosen = versions.entry_for(entries, stage, gate.digest(agreed)) or next(
+        reversed(entries), None
+    )
+    if chosen is not None:
+        return chosen.date
     return dt.date.fromtimestamp(gate_path.stat().st_mtime).isoformat()
 
 

@@ -186,7 +186,8 @@ class Decision:
     scope: str
 
 
-_HEADING = re.compile(r"^## ((\S+) — Stage (\d+): .*)$")
+# An entry's heading, as `gate.ENTRY_RE` knows it (a heading that agrees nothing is none).
+_HEADING = re.compile(r"^## ((\S+) — Stage (\d+): .*agreed.*)$")
 _FIELD = re.compile(r"^\*\*(Digest|Agreed by|Scope)\*\*:\s*(.*)$")
 
 
