@@ -252,10 +252,6 @@ class Frame:
     width: float
     bottom: float
 
-    @property
-    def height(self) -> float:
-        return self.bottom - self.top
-
 
 def new_slide(
     deck: Deck, layout: SlideLayout, title: str, *, own_title: bool

@@ -898,7 +898,6 @@ class CanvasSource:
     status: Status
     styles: dict[str, SegmentStyle]
     drafts: dict[str, DraftParts]
-    segments: SegmentsDocument | None
 
 
 def load_canvas(project: Project) -> CanvasSource:
@@ -921,7 +920,7 @@ def load_canvas(project: Project) -> CanvasSource:
     styles = _project_styles(doc, canvas)
     for segment in canvas.segments:
         styles.setdefault(name_key(segment.name), SegmentStyle(segment.name, len(styles)))
-    return CanvasSource(canvas, status, styles, read_drafts(project), doc)
+    return CanvasSource(canvas, status, styles, read_drafts(project))
 
 
 def read_drafts(project: Project) -> dict[str, DraftParts]:
