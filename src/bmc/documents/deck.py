@@ -359,22 +359,6 @@ def note_paragraphs(note: Note) -> list[Paragraph]:
     return paragraphs
 
 
-def columns_of(heights: Sequence[float], count: int) -> tuple[float, list[int]]:
-    """Notes kept in order down balanced columns (render.notes_height's rule): the column
-    height, and the column of each note."""
-    target = max(max(heights), sum(heights) / count)
-    while True:
-        placed, column, filled = [], 0, 0.0
-        for h in heights:
-            if filled and filled + h > target:
-                column, filled = column + 1, 0.0
-            placed.append(column)
-            filled += h
-        if column < count:
-            return target, placed
-        target += 4.0
-
-
 def block_needs(block: render.Block, width: float, fit_size: float, descriptions: bool) -> float:
     """Pixels `block` needs at `width` with its notes at `fit_size` pixels."""
     m = SLIDE_METRICS
@@ -497,12 +481,9 @@ def draw_block(
     if not notes:
         return
     y += m.block_gap
-    inner = width - 2 * m.block_pad_x
-    column_width = m.note_column_em * size
-    count = max(1, int((inner + m.gap) // (column_width + m.gap)))
-    column = (inner - (count - 1) * m.gap) / count
+    count, column = render.note_columns(width - 2 * m.block_pad_x, size, m)
     heights = [render.note_height(n, column, size, m) for n in notes]
-    _, placed = columns_of([h + m.gap for h in heights], count)
+    _, placed = render.balanced_columns([h + m.gap for h in heights], count)
     filled = [y] * count
     for note, note_height, at in zip(notes, heights, placed, strict=True):
         x = left + m.block_pad_x + at * (column + m.gap)

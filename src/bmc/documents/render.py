@@ -327,26 +327,36 @@ def note_height(note: Note, width: float, size: float, m: Metrics = METRICS) -> 
     return height
 
 
+def note_columns(width: float, size: float, m: Metrics = METRICS) -> tuple[int, float]:
+    """How many columns of notes fit across `width` with their text at `size` pixels, and
+    how wide each one is."""
+    count = max(1, int((width + m.gap) // (m.note_column_em * size + m.gap)))
+    return count, (width - (count - 1) * m.gap) / count
+
+
+def balanced_columns(heights: Sequence[float], count: int) -> tuple[float, list[int]]:
+    """Balanced columns: the shortest height at which notes of `heights`, kept whole and in
+    order, fill no more than `count` columns, and the column each note falls in."""
+    target = max(max(heights), sum(heights) / count)
+    while True:
+        placed, column, filled = [], 0, 0.0
+        for h in heights:
+            if filled and filled + h > target:
+                column, filled = column + 1, 0.0
+            placed.append(column)
+            filled += h
+        if column < count:
+            return target, placed
+        target += 4.0
+
+
 def notes_height(notes: Sequence[Note], width: float, size: float, m: Metrics = METRICS) -> float:
     """The height of a block's notes flowing down balanced columns across `width`."""
     if not notes or width <= 0:
         return 0.0
-    column_width = m.note_column_em * size
-    count = max(1, int((width + m.gap) // (column_width + m.gap)))
-    column = (width - (count - 1) * m.gap) / count
+    count, column = note_columns(width, size, m)
     heights = [note_height(n, column, size, m) + m.gap for n in notes]
-    # Balanced columns: the shortest height at which the notes, kept whole and in order,
-    # fill no more than `count` columns.
-    target = max(max(heights), sum(heights) / count)
-    while True:
-        columns, filled = 1, 0.0
-        for h in heights:
-            if filled and filled + h > target:
-                columns, filled = columns + 1, 0.0
-            filled += h
-        if columns <= count:
-            return target
-        target += 4.0
+    return balanced_columns(heights, count)[0]
 
 
 def block_height(block: Block, width: float, step: int, m: Metrics = METRICS) -> float:
