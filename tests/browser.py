@@ -1,6 +1,6 @@
 """Find and drive a headless Chromium for the rendering tests (test helper, not a test).
 
-The browser is looked for as `$BMC_CHROMIUM`, then by the usual command names. Each call
+The browser is the one `bmc export pdf` would use (`bmc.workspace.chromium`). Each call
 starts a fresh browser with a throwaway profile and every background service switched off,
 so a run touches nothing outside its temporary folder and asks nothing of the network.
 CI installs it with `apt-get install -y chromium` (Debian's package; `chromium-browser` on
@@ -9,28 +9,24 @@ Ubuntu is a snap wrapper and is found too if present).
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+from bmc.errors import UserError
+from bmc.workspace import chromium
+
 # One landscape A3 sheet at CSS's 96 pixels per inch: 420 x 297 mm.
 A3_LANDSCAPE = (1587, 1123)
 TIMEOUT = 90  # seconds; a loaded 2-core machine can be slow to start a browser
 
 
 def find_chromium() -> str | None:
-    """The path of a Chromium-family browser, or None."""
-    configured = os.environ.get("BMC_CHROMIUM")
-    if configured:
-        return shutil.which(configured) or (configured if Path(configured).is_file() else None)
-    for name in NAMES:
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
+    """The browser the product would find, or None (the tests that need one skip)."""
+    try:
+        return chromium.find_chromium()
+    except UserError:
+        return None
 
 
 def run(page: Path, *args: str, binary: str | None = None) -> subprocess.CompletedProcess[str]:

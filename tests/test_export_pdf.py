@@ -24,20 +24,13 @@ from bmc.documents.canvas_pdf import page_count
 from bmc.documents.credits import BMC_CREDIT, VPC_CREDIT
 from bmc.workspace import chromium
 from bmc.workspace.paths import Project
+from browser import find_chromium
 from clihelp import run_bmc
 from projects import segments_ready
 from test_export_pptx import tidewater
 
-
-def _browser() -> str | None:
-    try:
-        return chromium.find_chromium()  # as the product looks for one
-    except chromium.UserError:
-        return None
-
-
 needs_chromium = pytest.mark.skipif(
-    _browser() is None,
+    find_chromium() is None,
     reason="no Chromium or Chrome found (install it with `apt-get install -y chromium`, or set "
     "BMC_CHROMIUM): the printed PDF cannot be checked",
 )

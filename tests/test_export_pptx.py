@@ -206,38 +206,66 @@ def test_every_slide_carries_the_credit(deck: Presentation) -> None:
             assert VPC_CREDIT not in said, number
 
 
-def assert_notes_inside_their_blocks(deck: Presentation) -> None:
-    """Every sticky note lies wholly inside one of the nine block frames."""
+def assert_notes_inside_their_blocks(deck: Presentation, canvas: Canvas) -> None:
+    """Every item's sticky note lies wholly inside the frame of the block it belongs to."""
     slide = deck.slides[0]
+    shapes = list(slide.shapes)
     frames = [
         s
-        for s in slide.shapes
+        for s in shapes
         if s.shape_type == MSO_SHAPE_TYPE.AUTO_SHAPE
         and s.fill.type == MSO_FILL.BACKGROUND
         and not s.text_frame.text
     ]
     assert len(frames) == 9
-    canvas = fixture_canvas()
-    names = {i.name for i in [*canvas.segments, *canvas.costs, *canvas.key_activities]}
-    names |= {i.name for group in canvas.channels.values() for i in group}
+
+    def inside(shape, frame) -> bool:  # type: ignore[no-untyped-def]
+        return (
+            frame.left <= shape.left
+            and shape.left + shape.width <= frame.left + frame.width
+            and frame.top <= shape.top
+            and shape.top + shape.height <= frame.top + frame.height
+        )
+
+    # A frame is the block whose title sits in it.
+    titles = [s for s in shapes if s.has_text_frame and s.text_frame.text in BLOCK_TITLES]
+    frame_of = {}
+    for frame in frames:
+        [title] = [t.text_frame.text for t in titles if inside(t, frame)]
+        frame_of[title] = frame
+    assert sorted(frame_of) == sorted(BLOCK_TITLES)
+    # Where each item belongs, read from the canvas itself.
+    blocks_of: dict[str, set[str]] = {}
+    expected = 0
+    for key, title, _, _ in render._BLOCKS:
+        found = getattr(canvas, key)
+        items = [i for group in found.values() for i in group] if isinstance(found, dict) else found
+        for item in items:
+            blocks_of.setdefault(item.name, set()).add(title)
+        expected += len(items)
     notes = [
         s
-        for s in slide.shapes
-        if s.shape_type == MSO_SHAPE_TYPE.AUTO_SHAPE and s.text_frame.text.split("\n")[0] in names
+        for s in shapes
+        if s.shape_type == MSO_SHAPE_TYPE.AUTO_SHAPE
+        and s.text_frame.text.split("\n")[0] in blocks_of
     ]
-    assert len(notes) >= len(names)
+    assert len(notes) == expected
     for note in notes:
-        assert any(
-            f.left <= note.left
-            and note.left + note.width <= f.left + f.width
-            and f.top <= note.top
-            and note.top + note.height <= f.top + f.height
-            for f in frames
-        ), note.text_frame.text
+        name = note.text_frame.text.split("\n")[0]
+        assert any(inside(note, frame_of[title]) for title in blocks_of[name]), name
 
 
 def test_no_note_spills_out_of_its_block(deck: Presentation) -> None:
-    assert_notes_inside_their_blocks(deck)
+    assert_notes_inside_their_blocks(deck, fixture_canvas())
+
+
+def test_no_note_spills_out_of_its_block_on_a_crowded_canvas(tmp_path: Path) -> None:
+    from test_render import FIVE, bare_project, generated_canvas, parsed, write_canvas
+
+    text = generated_canvas(FIVE, items=120)
+    project = bare_project(tmp_path)
+    write_canvas(project, text)
+    assert_notes_inside_their_blocks(Presentation(str(export(project))), parsed(text))
 
 
 # --- the firm's template --------------------------------------------------------------------
@@ -263,7 +291,7 @@ def test_a_firms_template_gives_its_size_layouts_and_fonts(tmp_path: Path) -> No
     deck = Presentation(str(export(project, "--template", str(template))))
     assert (deck.slide_width, deck.slide_height) == (Inches(10), Inches(7.5))
     assert len(deck.slides) == 1 + len(SEGMENTS)
-    assert_notes_inside_their_blocks(deck)  # the 4:3 slide is shorter on room
+    assert_notes_inside_their_blocks(deck, fixture_canvas())  # the 4:3 slide is shorter
     for slide in deck.slides:
         assert slide.slide_layout.name == "Firm title only"
         assert "Sample slide from the firm" not in texts(slide)

@@ -17,7 +17,7 @@ from bmc.documents import gate, versions
 from bmc.documents.stages import packaged
 from bmc.scripted import ScriptedModel
 from bmc.workspace.paths import Project
-from clihelp import run_bmc, scripted_env, snapshot
+from clihelp import project_args, run_bmc, scripted_env, snapshot
 from projects import segments_ready
 
 SEGMENTS = packaged()["segments"]
@@ -26,8 +26,7 @@ OVERVIEW_END = "The engagement looks for £3.0m a year of new non-contract reven
 
 
 def bmc(project: Project, *args: str, input: str | None = None, **env: str) -> Any:
-    where = ["--workspace", str(project.workspace), "--org", project.org, "--project", project.slug]
-    return run_bmc([*args, *where], input=input, env=env or None)
+    return run_bmc([*args, *project_args(project)], input=input, env=env or None)
 
 
 def table_rows(printed: str) -> list[list[str]]:

@@ -23,7 +23,7 @@ import pytest
 from bmc.documents import gate, versions
 from bmc.documents.stages import packaged
 from bmc.workspace.paths import Project
-from clihelp import run_bmc, snapshot
+from clihelp import project_args, run_bmc, snapshot
 from projects import segments_ready
 
 SEGMENTS = packaged()["segments"]
@@ -42,15 +42,11 @@ POINTS = {
 }
 
 
-def where(project: Project) -> list[str]:
-    return ["--workspace", str(project.workspace), "--org", project.org, "--project", project.slug]
-
-
 def killed_agree(project: Project, point: str) -> None:
     env = {**os.environ, "BMC_CRASH_AT": point, "BMC_CONSULTANT": "Test Consultant"}
     env.pop("BMC_WORKSPACE", None)
     done = subprocess.run(
-        [sys.executable, "-m", "bmc.cli", "agree", "segments", *where(project)],
+        [sys.executable, "-m", "bmc.cli", "agree", "segments", *project_args(project)],
         input="yes\n",
         capture_output=True,
         text=True,
@@ -85,7 +81,7 @@ def test_a_kill_while_keeping_a_version_leaves_none_or_a_whole_one(
         [1] if point in ("version-written:1", "journal-append:1") else []
     )
 
-    repaired = run_bmc(["status", *where(project)])
+    repaired = run_bmc(["status", *project_args(project)])
 
     assert repaired.exit_code == 0, repaired.output
     assert ("Repaired:" in repaired.stderr) == survives
@@ -113,7 +109,7 @@ def test_a_kill_while_keeping_a_version_leaves_none_or_a_whole_one(
     assert not (project.state_dir / gate.INTENT).exists()
 
     after = snapshot(project.workspace, exclude=[STATE])
-    again = run_bmc(["status", *where(project)])
+    again = run_bmc(["status", *project_args(project)])
     assert "Repaired" not in again.output
     assert snapshot(project.workspace, exclude=[STATE]) == after
 
@@ -122,12 +118,12 @@ def test_a_re_agreement_killed_before_its_version_is_whole_is_completed_with_its
     tmp_path: Path,
 ) -> None:
     project = segments_ready(tmp_path)
-    assert run_bmc(["agree", "segments", *where(project)], input="yes\n").exit_code == 0
+    assert run_bmc(["agree", "segments", *project_args(project)], input="yes\n").exit_code == 0
     path = project.project_dir / SEGMENTS.document
     path.write_text(path.read_text("utf-8").replace("by 2029.", "by 2029. Soon."), "utf-8")
 
     killed_agree(project, "version-meta-written:1")
-    run_bmc(["status", *where(project)])
+    run_bmc(["status", *project_args(project)])
 
     _one, two = versions.list_versions(project, SEGMENTS)
     assert two.data() == path.read_bytes() and two.changes == ["1 section changed"]
@@ -143,7 +139,7 @@ def test_a_sidecar_left_by_a_kill_before_the_gate_matched_is_dropped(tmp_path: P
     # the interrupted agreement, so nothing of it may be completed.
     (project.project_dir / SEGMENTS.gate).unlink()
 
-    run_bmc(["status", *where(project)])
+    run_bmc(["status", *project_args(project)])
 
     assert versions.list_versions(project, SEGMENTS) == []
     assert not (project.project_dir / "versions/segments/v1.json").exists()

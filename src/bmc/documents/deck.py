@@ -52,6 +52,9 @@ WHITE = RGBColor(0xFF, 0xFF, 0xFF)
 # Type sizes tried for the notes, largest first: with their descriptions, then (a canvas
 # too full for that) names only, the descriptions moving to the speaker notes.
 NOTE_SIZES_PT = (10.0, 9.0, 8.0, 7.5, 7.0, 6.5, 6.0, 5.5, 5.0)
+# Names alone go smaller still before a note may leave its block: the slide can be zoomed
+# and the speaker notes hold every note's text.
+NAME_SIZES_PT = (*NOTE_SIZES_PT, 4.5, 4.0, 3.5, 3.0, 2.5, 2.0)
 # The slide's own measures, in pixels at 96 per inch (render.Metrics for the page).
 SLIDE_METRICS = render.Metrics(
     note_column_em=10.0,
@@ -249,10 +252,6 @@ class Frame:
     width: float
     bottom: float
 
-    @property
-    def height(self) -> float:
-        return self.bottom - self.top
-
 
 def new_slide(
     deck: Deck, layout: SlideLayout, title: str, *, own_title: bool
@@ -360,22 +359,6 @@ def note_paragraphs(note: Note) -> list[Paragraph]:
     return paragraphs
 
 
-def columns_of(heights: Sequence[float], count: int) -> tuple[float, list[int]]:
-    """Notes kept in order down balanced columns (render.notes_height's rule): the column
-    height, and the column of each note."""
-    target = max(max(heights), sum(heights) / count)
-    while True:
-        placed, column, filled = [], 0, 0.0
-        for h in heights:
-            if filled and filled + h > target:
-                column, filled = column + 1, 0.0
-            placed.append(column)
-            filled += h
-        if column < count:
-            return target, placed
-        target += 4.0
-
-
 def block_needs(block: render.Block, width: float, fit_size: float, descriptions: bool) -> float:
     """Pixels `block` needs at `width` with its notes at `fit_size` pixels."""
     m = SLIDE_METRICS
@@ -396,7 +379,7 @@ def title_pt(note_px: float) -> float:
 
 def fit_canvas(blocks: Sequence[render.Block], widths: dict[str, float], height: float) -> Fit:
     """The largest type at which every block's notes fit the grid `height` pixels tall."""
-    tries = [(s, True) for s in NOTE_SIZES_PT] + [(s, False) for s in NOTE_SIZES_PT]
+    tries = [(s, True) for s in NOTE_SIZES_PT] + [(s, False) for s in NAME_SIZES_PT]
     by_area = {b.area: b for b in blocks}
     rows = (0.0, 0.0, 0.0)
     for size_pt, descriptions in tries:
@@ -438,7 +421,7 @@ def canvas_slide(deck: Deck, layout: SlideLayout, source: CanvasSource, own: boo
     fit = fit_canvas(blocks, widths, grid_height)
     lefts = grid_lefts(frame.left, columns, frame.width)
     r0, r1, r2 = fit.rows
-    scale = min(1.0, grid_height / sum(fit.rows))  # a canvas beyond the smallest type
+    scale = min(1.0, grid_height / sum(fit.rows))  # a canvas beyond even the smallest names
     r0, r1, r2 = r0 * scale, r1 * scale, r2 * scale
     tops = {"kp": (0, r0 + r1), "ka": (0, r0), "kr": (r0, r1), "vp": (0, r0 + r1)}
     tops |= {"cr": (0, r0), "ch": (r0, r1), "cs": (0, r0 + r1)}
@@ -498,12 +481,9 @@ def draw_block(
     if not notes:
         return
     y += m.block_gap
-    inner = width - 2 * m.block_pad_x
-    column_width = m.note_column_em * size
-    count = max(1, int((inner + m.gap) // (column_width + m.gap)))
-    column = (inner - (count - 1) * m.gap) / count
+    count, column = render.note_columns(width - 2 * m.block_pad_x, size, m)
     heights = [render.note_height(n, column, size, m) for n in notes]
-    _, placed = columns_of([h + m.gap for h in heights], count)
+    _, placed = render.balanced_columns([h + m.gap for h in heights], count)
     filled = [y] * count
     for note, note_height, at in zip(notes, heights, placed, strict=True):
         x = left + m.block_pad_x + at * (column + m.gap)

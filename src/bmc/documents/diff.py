@@ -26,12 +26,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from rapidfuzz import fuzz
 
 from bmc.documents.schemas import name_key, outline
 from bmc.documents.stages import Stage
+
+if TYPE_CHECKING:
+    from bmc.documents.schemas.canvas import CanvasParts
 
 RENAME_SIMILARITY = 80.0
 SUMMARY_LIMIT = 6
@@ -436,7 +439,7 @@ class _Item:
         return " ".join([*self.descriptions, *(q for _, q in self.evidence)])
 
 
-def _read_items(data: bytes) -> tuple[object, list[_Item], list[_Item]]:
+def _read_items(data: bytes) -> tuple[CanvasParts, list[_Item], list[_Item]]:
     """The canvas's parts, its segments (Customer Segments items) and its other items. An
     item listed under several segments' `###` subsections is one item serving them all."""
     from bmc.documents.schemas.canvas import BLOCKS, read_canvas
@@ -473,9 +476,7 @@ def _read_items(data: bytes) -> tuple[object, list[_Item], list[_Item]]:
 def _canvas_changes(old: bytes, new: bytes) -> list[Change]:
     old_parts, old_segments, old_items = _read_items(old)
     new_parts, new_segments, new_items = _read_items(new)
-    changes = _organisation_change(
-        getattr(old_parts, "organisation", ""), getattr(new_parts, "organisation", "")
-    )
+    changes = _organisation_change(old_parts.organisation or "", new_parts.organisation or "")
 
     # Segments first: their renames decide which tags merely follow a new name.
     def segment_content(segment: _Item) -> str:
@@ -509,14 +510,8 @@ def _canvas_changes(old: bytes, new: bytes) -> list[Change]:
 
     changes += _item_changes(old_items, new_items, following)
 
-    old_cost = (
-        getattr(old_parts, "cost_orientation", None),
-        getattr(old_parts, "cost_orientation_note", ""),
-    )
-    new_cost = (
-        getattr(new_parts, "cost_orientation", None),
-        getattr(new_parts, "cost_orientation_note", ""),
-    )
+    old_cost = (old_parts.cost_orientation, old_parts.cost_orientation_note)
+    new_cost = (new_parts.cost_orientation, new_parts.cost_orientation_note)
     if old_cost != new_cost:
         changes.append(
             Change(
@@ -530,7 +525,7 @@ def _canvas_changes(old: bytes, new: bytes) -> list[Change]:
                 " ".join(filter(None, new_cost)),
             )
         )
-    old_t, new_t = getattr(old_parts, "tensions", None), getattr(new_parts, "tensions", None)
+    old_t, new_t = old_parts.tensions, new_parts.tensions
     if _fold(old_t or "") != _fold(new_t or ""):
         changes.append(
             Change(

@@ -32,7 +32,7 @@ from typing import TypeVar
 import jinja2
 from markupsafe import Markup, escape
 
-from bmc.documents import gate, stages
+from bmc.documents import gate, stages, versions
 from bmc.documents.credits import credit
 from bmc.documents.schemas import Problem
 from bmc.documents.schemas.canvas import Canvas, CanvasItem, parse_canvas
@@ -327,26 +327,36 @@ def note_height(note: Note, width: float, size: float, m: Metrics = METRICS) -> 
     return height
 
 
+def note_columns(width: float, size: float, m: Metrics = METRICS) -> tuple[int, float]:
+    """How many columns of notes fit across `width` with their text at `size` pixels, and
+    how wide each one is."""
+    count = max(1, int((width + m.gap) // (m.note_column_em * size + m.gap)))
+    return count, (width - (count - 1) * m.gap) / count
+
+
+def balanced_columns(heights: Sequence[float], count: int) -> tuple[float, list[int]]:
+    """Balanced columns: the shortest height at which notes of `heights`, kept whole and in
+    order, fill no more than `count` columns, and the column each note falls in."""
+    target = max(max(heights), sum(heights) / count)
+    while True:
+        placed, column, filled = [], 0, 0.0
+        for h in heights:
+            if filled and filled + h > target:
+                column, filled = column + 1, 0.0
+            placed.append(column)
+            filled += h
+        if column < count:
+            return target, placed
+        target += 4.0
+
+
 def notes_height(notes: Sequence[Note], width: float, size: float, m: Metrics = METRICS) -> float:
     """The height of a block's notes flowing down balanced columns across `width`."""
     if not notes or width <= 0:
         return 0.0
-    column_width = m.note_column_em * size
-    count = max(1, int((width + m.gap) // (column_width + m.gap)))
-    column = (width - (count - 1) * m.gap) / count
+    count, column = note_columns(width, size, m)
     heights = [note_height(n, column, size, m) + m.gap for n in notes]
-    # Balanced columns: the shortest height at which the notes, kept whole and in order,
-    # fill no more than `count` columns.
-    target = max(max(heights), sum(heights) / count)
-    while True:
-        columns, filled = 1, 0.0
-        for h in heights:
-            if filled and filled + h > target:
-                columns, filled = columns + 1, 0.0
-            filled += h
-        if columns <= count:
-            return target
-        target += 4.0
+    return balanced_columns(heights, count)[0]
 
 
 def block_height(block: Block, width: float, step: int, m: Metrics = METRICS) -> float:
@@ -898,7 +908,6 @@ class CanvasSource:
     status: Status
     styles: dict[str, SegmentStyle]
     drafts: dict[str, DraftParts]
-    segments: SegmentsDocument | None
 
 
 def load_canvas(project: Project) -> CanvasSource:
@@ -921,7 +930,7 @@ def load_canvas(project: Project) -> CanvasSource:
     styles = _project_styles(doc, canvas)
     for segment in canvas.segments:
         styles.setdefault(name_key(segment.name), SegmentStyle(segment.name, len(styles)))
-    return CanvasSource(canvas, status, styles, read_drafts(project), doc)
+    return CanvasSource(canvas, status, styles, read_drafts(project))
 
 
 def read_drafts(project: Project) -> dict[str, DraftParts]:
@@ -957,29 +966,18 @@ def _status(project: Project, stage: gate.Stage) -> Status | None:
     return None
 
 
-_DIGEST_LINE = re.compile(r"^\*\*Digest\*\*:\s*(\S+)", re.MULTILINE)
-
-
 def _agreed_on(project: Project, stage: gate.Stage, agreed: bytes, gate_path: Path) -> str:
     """The date of the `decisions.md` entry that agreed these very bytes (the latest one if
     none names their digest), else the day the gate file was written."""
     try:
-        text = (project.project_dir / gate.DECISIONS).read_text("utf-8", errors="replace")
-    except OSError:
-        text = ""
-    digest = gate.digest(agreed)
-    entries = list(gate.ENTRY_RE.finditer(text))
-    matching, latest = None, None
-    for position, entry in enumerate(entries):
-        if entry.group(2) != stage.number:
-            continue
-        end = entries[position + 1].start() if position + 1 < len(entries) else len(text)
-        latest = entry.group(1)
-        found = _DIGEST_LINE.search(text, entry.end(), end)
-        if found and found.group(1) == digest:
-            matching = entry.group(1)
-    if matching or latest:
-        return matching or latest  # type: ignore[return-value]
+        entries = [d for d in versions.decisions(project) if d.stage_number == stage.number]
+    except OSError:  # an unreadable log dates the agreement by its file instead
+        entries = []
+    chosen = versions.entry_for(entries, stage, gate.digest(agreed)) or next(
+        reversed(entries), None
+    )
+    if chosen is not None:
+        return chosen.date
     return dt.date.fromtimestamp(gate_path.stat().st_mtime).isoformat()
 
 

@@ -25,7 +25,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from bmc.crashpoints import crash_point
 from bmc.documents.stages import Stage, packaged
@@ -76,26 +76,26 @@ def _meta_path(project: Project, stage: Stage, number: int) -> Path:
     return folder(project, stage) / f"v{number}.json"
 
 
-def list_versions(project: Project, stage: Stage) -> list[Version]:
-    """The stage's whole versions, oldest first (a sidecar without its document is none)."""
-    found = []
+def _numbers(project: Project, stage: Stage) -> list[int]:
+    """The numbers of the stage's version documents, ascending (nothing is read)."""
     try:
         names = [p.name for p in folder(project, stage).iterdir()]
     except (FileNotFoundError, NotADirectoryError):
         return []
-    for name in names:
-        match = _NAME.match(name)
-        if match is None:
-            continue
-        version = _read(project, stage, int(match.group(1)))
-        if version is not None:
-            found.append(version)
-    return sorted(found, key=lambda v: v.number)
+    return sorted(int(match.group(1)) for name in names if (match := _NAME.match(name)))
+
+
+def list_versions(project: Project, stage: Stage) -> list[Version]:
+    """The stage's whole versions, oldest first (a sidecar without its document is none)."""
+    found = (_read(project, stage, number) for number in _numbers(project, stage))
+    return [version for version in found if version is not None]
 
 
 def latest(project: Project, stage: Stage) -> Version | None:
-    found = list_versions(project, stage)
-    return found[-1] if found else None
+    """The stage's newest whole version. Every command asks (status, repair), so only that
+    one is read, not the whole history."""
+    found = (_read(project, stage, number) for number in reversed(_numbers(project, stage)))
+    return next((version for version in found if version is not None), None)
 
 
 def get(project: Project, stage: Stage, number: int) -> Version:
@@ -186,7 +186,8 @@ class Decision:
     scope: str
 
 
-_HEADING = re.compile(r"^## ((\S+) — Stage (\d+): .*)$")
+# An entry's heading, as `gate.ENTRY_RE` knows it (a heading that agrees nothing is none).
+_HEADING = re.compile(r"^## ((\S+) — Stage (\d+): .*agreed.*)$")
 _FIELD = re.compile(r"^\*\*(Digest|Agreed by|Scope)\*\*:\s*(.*)$")
 
 
@@ -221,16 +222,22 @@ def decisions(project: Project) -> list[Decision]:
     return found
 
 
-def entry_for(project: Project, stage: Stage, digest: str) -> Decision | None:
-    """The latest decisions entry that agreed `digest` for `stage`."""
-    matching = [
-        d for d in decisions(project) if d.stage_number == stage.number and d.digest == digest
-    ]
+def entry_for(entries: list[Decision], stage: Stage, digest: str) -> Decision | None:
+    """The latest of `entries` that agreed `digest` for `stage`."""
+    matching = [d for d in entries if d.stage_number == stage.number and d.digest == digest]
     return matching[-1] if matching else None
 
 
-def unrecorded(project: Project) -> list[Stage]:
-    """The stages whose gate is not their latest version (read only; cheap)."""
+class _Unrecorded(NamedTuple):
+    """A gate that is not its stage's latest version, with what was read to find it out."""
+
+    stage: Stage
+    agreed: bytes
+    digest: str
+    last: Version | None
+
+
+def _unrecorded(project: Project) -> list[_Unrecorded]:
     from bmc.documents.gate import digest
 
     found = []
@@ -239,24 +246,26 @@ def unrecorded(project: Project) -> list[Stage]:
             agreed = (project.project_dir / stage.gate).read_bytes()
         except (FileNotFoundError, IsADirectoryError):
             continue
-        last = latest(project, stage)
-        if last is None or last.digest != digest(agreed):
-            found.append(stage)
+        last, agreed_digest = latest(project, stage), digest(agreed)
+        if last is None or last.digest != agreed_digest:
+            found.append(_Unrecorded(stage, agreed, agreed_digest, last))
     return found
+
+
+def unrecorded(project: Project) -> list[Stage]:
+    """The stages whose gate is not their latest version (read only; cheap)."""
+    return [pending.stage for pending in _unrecorded(project)]
 
 
 def record_earlier_agreements(project: Project) -> list[str]:
     """Keep each gate that is not its stage's latest version as the next version; returns a
     note per version kept. Idempotent: afterwards every gate is its latest version. Call it
     under the lock, after an interrupted agreement has been completed."""
-    from bmc.documents.gate import digest
-
+    pending = _unrecorded(project)
+    entries = decisions(project) if pending else []
     notes = []
-    for stage in unrecorded(project):
-        agreed = (project.project_dir / stage.gate).read_bytes()
-        found = digest(agreed)
-        entry = entry_for(project, stage, found)
-        last = latest(project, stage)
+    for stage, agreed, found, last in pending:
+        entry = entry_for(entries, stage, found)
         number = (last.number if last else 0) + 1
         meta: dict[str, object] = {
             "digest": found,

@@ -48,17 +48,14 @@ def candidates(platform: str, environ: Mapping[str, str]) -> list[Path]:
         )
         return [folder / bundle for folder in apps for bundle in bundles]
     if platform.startswith("win"):
-        roots = [
-            environ.get(key)
-            for key in ("PROGRAMFILES", "PROGRAMFILES(X86)", "LOCALAPPDATA")
-            if environ.get(key)
-        ]
+        keys = ("PROGRAMFILES", "PROGRAMFILES(X86)", "LOCALAPPDATA")
+        roots = [root for key in keys if (root := environ.get(key))]
         programs = (
             "Google/Chrome/Application/chrome.exe",
             "Chromium/Application/chrome.exe",
             "Microsoft/Edge/Application/msedge.exe",
         )
-        return [Path(root) / program for root in roots if root for program in programs]
+        return [Path(root) / program for root in roots for program in programs]
     # Linux and the rest: package managers put it on PATH; Snap's folder may not be.
     return [Path("/snap/bin/chromium")]
 
