@@ -15,7 +15,7 @@ from bmc.documents import versions
 from bmc.documents.diff import Diff, diff_documents
 from bmc.documents.stages import Stage, packaged
 from bmc.errors import UserError
-from bmc.web.views import safe_markdown
+from bmc.web.views import safe_markdown, sentence
 from bmc.workspace.paths import Project
 
 
@@ -72,5 +72,5 @@ def versions_page(project: Project, stage_key: str, a: str | None, b: str | None
         )
         page.same_bytes = old.data == new.data
     except UserError as err:
-        page.problem = str(err)[:1].upper() + str(err)[1:]
+        page.problem = sentence(str(err))
     return page
