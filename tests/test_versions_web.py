@@ -58,7 +58,11 @@ def test_a_stages_versions_and_what_changed_between_them(
     page = tab.page
 
     open_project(page, servers(project.workspace, scripted({"steps": []})))
-    page.get_by_role("link", name="Versions of the segments").click()
+    # Beside the stage's state at the top of the page, not below the whole decisions log.
+    stages = page.get_by_role("list", name="Stages")
+    expect(stages.get_by_role("link", name="Versions of the segments")).to_be_in_viewport()
+    expect(stages.get_by_role("link", name="Versions of the canvas")).to_have_count(0)
+    stages.get_by_role("link", name="Versions of the segments").click()
 
     expect(
         page.get_by_role("heading", name="Agreed versions of the customer segments")

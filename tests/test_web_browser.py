@@ -25,8 +25,9 @@ writes the missing draft, and both turn valid in the documents panel.
   attribute, no `javascript:` or `data:` link, before and after a reload; a real link opens
   in a new tab.
 
-Also: a remote image in a document is never fetched (markdown images are off), and a second
-tab or a reload mid-run shows the consultant's own words as well as the assistant's.
+Also: a remote image in a document is never fetched (markdown images are off), a second
+tab or a reload mid-run shows the consultant's own words as well as the assistant's, and a
+project opened after a session shows the end of its conversation.
 
 The first test also takes the screenshots of docs/ (engagements, a project mid-chat, the
 agreement); they are written into docs/ only with BMC_WEB_SCREENSHOTS=1, so a test run leaves
@@ -698,6 +699,34 @@ def test_a_second_tab_mid_run_shows_the_consultants_own_words(
     expect(consultant).to_have_text([OPENING, "The UK routes, please."], timeout=3_000)
     expect(conversation(page).locator(".msg.consultant")).to_have_count(2)  # no echo twice
     model.assert_finished()
+
+
+def test_a_reloaded_project_shows_the_end_of_its_conversation(
+    tmp_path: Path, scripted: Callable[..., ScriptedModel], servers: Any, tab: Browsing
+) -> None:
+    """A conversation kept from a session opens at its newest words (what the assistant
+    last asked), as a streaming one follows them, not at its first lines."""
+    project = prepare(tmp_path, complete=True)
+    points = [
+        f"Point {n}: the islanders' trips, the freight sailings and the fares."
+        for n in range(1, 25)
+    ]
+    question = "Which segment shall we take to the client first?"
+    model = scripted({"steps": [say("\n\n".join([*points, question]))]})
+    page = tab.page
+    open_project(page, servers(project.workspace, model))
+    start_skill(page)
+    expect(conversation(page)).to_contain_text(question)
+    page.get_by_role("button", name="Stop", exact=True).click()
+    expect(page.locator("#project")).to_have_attribute("data-state", "stopped")
+    model.assert_finished()
+
+    page.goto(page.url)  # opened again (a reload would also restore the window's scroll)
+    log = conversation(page)
+    expect(log).to_contain_text(points[0])  # the whole transcript, from the journal
+    expect(log.get_by_text(question)).to_be_in_viewport()
+    expect(log.get_by_text(points[0])).not_to_be_in_viewport()
+    assert tab.console == [], "\n".join(tab.console)
 
 
 def test_agreeing_outside_a_chat_is_the_same_click_on_the_same_document(

@@ -535,12 +535,7 @@ def _guarded(
 
 
 def _error(err: BmcError, status: int) -> Response:
-    return JSONResponse({"error": _sentence(str(err))}, status_code=status)
-
-
-def _sentence(text: str) -> str:
-    text = " ".join(text.split())
-    return text[:1].upper() + text[1:]
+    return JSONResponse({"error": views.sentence(str(err))}, status_code=status)
 
 
 def _one_answer(reply: agreement.Answer) -> agreement.Ask:

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from markupsafe import Markup
 
 from bmc.documents import versions
-from bmc.documents.diff import Diff
+from bmc.documents.diff import Diff, diff_documents
 from bmc.documents.stages import Stage, packaged
 from bmc.errors import UserError
-from bmc.web.views import safe_markdown
+from bmc.web.views import safe_markdown, sentence
 from bmc.workspace.paths import Project
 
 
@@ -55,15 +55,22 @@ def versions_page(project: Project, stage_key: str, a: str | None, b: str | None
         choices,
         a or (str(found[-1].number) if found else ""),
         b or versions.WORKING,
-        others=[(s.key, len(versions.list_versions(project, s))) for s in table.values()],
+        # This stage's versions are listed already; only the others are read for a count.
+        others=[
+            (s.key, len(found) if s.key == stage.key else len(versions.list_versions(project, s)))
+            for s in table.values()
+        ],
     )
     if not found:
         return page
     try:
+        # The two sides, read once: `versions.compare` would read both again to diff them.
         old = versions.side(project, stage, page.a)
         new = versions.side(project, stage, page.b)
-        page.diff = versions.compare(project, stage, page.a, page.b)
+        page.diff = diff_documents(
+            stage, old.data, new.data, old_label=old.label, new_label=new.label
+        )
         page.same_bytes = old.data == new.data
     except UserError as err:
-        page.problem = str(err)[:1].upper() + str(err)[1:]
+        page.problem = sentence(str(err))
     return page

@@ -42,6 +42,12 @@ def safe_markdown(text: str, *, keep_line_ends: bool = False) -> Markup:
     return Markup((_MARKDOWN_LINES if keep_line_ends else _MARKDOWN).render(text))
 
 
+def sentence(text: str) -> str:
+    """A refusal as the page shows it: one line, starting with a capital."""
+    text = " ".join(text.split())
+    return text[:1].upper() + text[1:]
+
+
 @dataclass(frozen=True)
 class Engagement:
     org: str

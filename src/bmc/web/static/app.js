@@ -417,6 +417,7 @@ function project(root) {
 
   wireDocuments(); // the panel came with the page; it is fetched again as documents change
   outward(log);
+  scrollDown(); // a kept conversation opens where it stands: its newest words
   for (const decisions of document.querySelectorAll(".decisions")) outward(decisions);
   if (root.dataset.live === "yes") connect();
 }
