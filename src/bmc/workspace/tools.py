@@ -379,7 +379,7 @@ class Toolbox:
                 raise
             return None  # a new file needs no read
         if not must_exist:  # a whole rewrite needs only the hash, however big the file
-            self._check_seen(target, _sha256_file(target.path))
+            self._check_unchanged(target)
             return None
         if size > self.read_cap_bytes:  # Threat: loading a huge file into memory to edit it
             raise Refused(
@@ -389,6 +389,13 @@ class Toolbox:
         data = target.path.read_bytes()
         self._check_seen(target, hashlib.sha256(data).hexdigest())
         return data
+
+    def _check_unchanged(self, target: Target) -> str:
+        """The hash of `target` (a regular file, checked already), refused unless it is the
+        hash of the bytes the model last saw."""
+        digest = _sha256_file(target.path)
+        self._check_seen(target, digest)
+        return digest
 
     def _check_seen(self, target: Target, digest: str) -> None:
         seen = self.read_hashes.get(target.display)
@@ -454,7 +461,7 @@ class Toolbox:
         _regular_size(source)
         # Threat: moving a consultant's hand edit away unseen (it would leave their file
         # under a name they did not choose): the same rule as for a write.
-        self._check_seen(source, _sha256_file(source.path))
+        digest = self._check_unchanged(source)
         problem = self.confinement.draft_name_problem(target)
         if problem:
             raise Refused(problem)
@@ -464,7 +471,7 @@ class Toolbox:
         fsync_dir(target.path.parent)
         crash_point("draft-moved")
         self._forget(source)
-        self.read_hashes[target.display] = _sha256_file(target.path)
+        self.read_hashes[target.display] = digest  # a rename moves the bytes as they are
         return (
             f"renamed {source.display} to {target.display}. If the segment's name changed, "
             f"edit the draft's title so that its slug is {target.path.stem}, then update "
@@ -478,7 +485,7 @@ class Toolbox:
             self._forget(target)
             return f"removed {target.display} (done before the session stopped)"
         _regular_size(target)
-        self._check_seen(target, _sha256_file(target.path))
+        self._check_unchanged(target)
         os.unlink(target.path)
         fsync_dir(target.path.parent)
         crash_point("draft-moved")
