@@ -558,8 +558,8 @@ class _Reporting:
     def message(self, message: dict[str, Any]) -> None:
         self.session.message(message)
 
-    def tool_result(self, block: dict[str, Any], read_hashes: dict[str, str]) -> None:
-        self.session.tool_result(block, read_hashes)
+    def tool_result(self, block: dict[str, Any], read_changes: dict[str, str | None]) -> None:
+        self.session.tool_result(block, read_changes)
 
     def turn(self, usage: TurnUsage) -> None:
         self.session.turn(usage)

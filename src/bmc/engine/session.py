@@ -78,11 +78,13 @@ class Session:
     def message(self, message: dict[str, Any]) -> None:
         self.journal.append("message", message)
 
-    def tool_result(self, block: dict[str, Any], read_hashes: dict[str, str]) -> None:
-        changed = {k: v for k, v in read_hashes.items() if self.read_hashes.get(k) != v}
+    def tool_result(self, block: dict[str, Any], read_changes: dict[str, str | None]) -> None:
+        changed = {
+            k: v for k, v in read_changes.items() if v is not None and self.read_hashes.get(k) != v
+        }
         # A draft renamed or removed is no longer one the model has seen: forgotten here too,
         # or a resume would report it "deleted since the model read it".
-        dropped = sorted(k for k in self.read_hashes if k not in read_hashes)
+        dropped = sorted(k for k, v in read_changes.items() if v is None and k in self.read_hashes)
         self.read_hashes.update(changed)
         for path in dropped:
             del self.read_hashes[path]
