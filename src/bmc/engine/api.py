@@ -302,10 +302,10 @@ class Conversation:
             Path(session.header["skills_dir"]) if session.header.get("skills_dir") else None
         )
         skill = load_skill(session.skill, skills_dir)
-        for drift in _drift(session, skill):
-            self._emit(Notice(f"Since this session paused: {drift}"))
         self.options.model = session.model
         self._agent = self._make_agent(skill)
+        for drift in _drift(session, skill, self._agent.toolbox):
+            self._emit(Notice(f"Since this session paused: {drift}"))
 
     def _converse(self) -> str:
         """The chat: the model works until it hands back, then the consultant speaks.
@@ -611,7 +611,8 @@ def _writes_resources(skill: Skill) -> bool:
     return any(p.startswith("resources/") for p in skill.produces)
 
 
-def _drift(session: sessions.Session, skill: Skill) -> list[str]:
+def _drift(session: sessions.Session, skill: Skill, toolbox: Toolbox) -> list[str]:
+    """What changed since the session paused; `toolbox` (the resumed run's) finds the files."""
     found = []
     if session.header.get("skill_digest") != skill.digest():
         found.append(
@@ -619,7 +620,6 @@ def _drift(session: sessions.Session, skill: Skill) -> list[str]:
         )
     if session.header.get("rules_digest") not in (None, checker_digest()):
         found.append("the document checks changed (bmc was upgraded): drafts are checked anew.")
-    toolbox = Toolbox(session.project, skill.folder)
     moving = _moving(session, toolbox)
     for path, digest in sorted(session.read_hashes.items()):
         if path in moving:
