@@ -424,16 +424,15 @@ class Conversation:
         deadline = time.monotonic() + wait
         while True:
             stack = contextlib.ExitStack()
+            session_id = self.session.id if self.session is not None else None
             try:
-                stack.enter_context(self._lock.hold(self._label))
+                stack.enter_context(self._lock.hold(self._label, session_id))
             except UserError:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.1)
                 continue
             self._held = stack
-            if self.session is not None:
-                self._lock.name_session(self.session.id)
             return
 
     def _release(self) -> None:

@@ -51,8 +51,9 @@ class ProjectLock:
         self.held = False
 
     @contextmanager
-    def hold(self, label: str) -> Iterator[ProjectLock]:
-        """Hold the lock for the block, as `label` (the command, shown to a second one)."""
+    def hold(self, label: str, session_id: str | None = None) -> Iterator[ProjectLock]:
+        """Hold the lock for the block, as `label` (the command, shown to a second one) and,
+        when one is running already, `session_id` (as `name_session` names it)."""
         from filelock import FileLock, Timeout  # only commands that write pay its import
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +67,7 @@ class ProjectLock:
             self.label = label
             self.since = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
             self.held = True
-            self._write_note(None)
+            self._write_note(session_id)
             yield self
         finally:
             self.held = False
