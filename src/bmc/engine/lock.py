@@ -152,14 +152,8 @@ def process_alive(pid: object) -> bool:
     # process), which would make any hand-edited note look alive.
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
-    return _alive(pid)
-
-
-def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
     except PermissionError:  # someone else's process: alive
         return True
     except OSError:
@@ -169,11 +163,9 @@ def _alive(pid: int) -> bool:
 
 def live_holder_session(project: Project) -> str | None:
     """The id of the session a live process is running on the project now, if any."""
-    note = read_note(project.state_dir / HOLDER_NOTE)
-    if note and _names_live_holder(note):
-        session = note.get("session")
-        return session if isinstance(session, str) else None
-    return None
+    note = live_holder(project)
+    session = note.get("session") if note else None
+    return session if isinstance(session, str) else None
 
 
 def live_holder(project: Project) -> dict[str, Any] | None:
