@@ -12,7 +12,7 @@ session waits for a person: then `bmc agree` or another surface may answer the p
 agreement, and the first answer wins (SPEC section 7). The journal and the lock are the
 same whichever surface drives, so a session started in one can be resumed in another.
 
-This module and `agent` are the only ones that import the SDK; surfaces import it lazily,
+This module and `loop` are the only ones that use the SDK's client; surfaces import it lazily,
 so commands that need no model start at once.
 """
 

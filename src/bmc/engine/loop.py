@@ -59,7 +59,7 @@ class Transcript(Protocol):
 
 
 class Display(Protocol):
-    """What the loop shows the consultant; the CLI renders it in the terminal."""
+    """What the loop shows the consultant; `api` turns it into events for a surface."""
 
     def reply_started(self) -> None: ...
     def text(self, delta: str) -> None: ...
