@@ -105,6 +105,8 @@ def test_a_read_draft_is_renamed_whole_and_its_old_name_is_gone(world: World) ->
     assert sha(drafts / "new-name.md") == before
     # The model has seen the moved bytes: it may edit the title at once, without a read.
     assert DRAFT not in tb.read_hashes and tb.read_hashes["segments/drafts/new-name.md"] == before
+    # The journal hears of both: the old name forgotten, the new one seen.
+    assert tb.take_read_changes() == {DRAFT: None, "segments/drafts/new-name.md": before}
     edit = {
         "file_path": "segments/drafts/new-name.md",
         "old_string": "draft a",

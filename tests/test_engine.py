@@ -207,7 +207,13 @@ def test_a_message_sent_while_the_model_works_is_refused_in_one_sentence(
         conversation.send("Hello?")
     with pytest.raises(UserError, match="no agreement waiting"):
         conversation.answer(agreement.Answer(True, "sha256:0"))
-    finish(conversation)
+    stopped = finish(conversation)
+    # The refused message was dropped, not kept to be sent once the model handed back.
+    assert len(model.requests) == 1
+    session = load_session(ready, stopped.session_id)
+    said = [b.get("text", "") for m in session.messages for b in m["content"]]
+    assert not any("Hello?" in text for text in said)
+    session.close()
 
 
 def test_stop_mid_reply_drops_it_and_the_session_resumes_where_it_was(

@@ -212,8 +212,8 @@ KILL_POINTS: list[Any] = [
     "atomic-write:4",
     "atomic-write:7",
     "atomic-write:9",
+    "atomic-write:10",
     "atomic-write:11",
-    "atomic-write:12",
     "gate-written:1",
 ]
 
@@ -224,8 +224,8 @@ TEMP_LEFT_BY = {
     "atomic-write:4": "visitors-and-day-trippers.md",
     "atomic-write:7": "segments.md",
     "atomic-write:9": "session.holder.json",
-    "atomic-write:11": "agreement-intent.json",
-    "atomic-write:12": "segments.agreed.md",
+    "atomic-write:10": "agreement-intent.json",
+    "atomic-write:11": "segments.agreed.md",
 }
 
 

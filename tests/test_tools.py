@@ -151,6 +151,16 @@ def test_read_returns_the_text_as_is(tb: Toolbox, project: Project) -> None:
     assert tb.read_hashes == {"brief.md": sha(data)}
 
 
+def test_each_call_hands_the_journal_only_what_it_changed(tb: Toolbox, project: Project) -> None:
+    call(tb, "read", file_path="brief.md")
+    data = (project.project_dir / "brief.md").read_bytes()
+    assert tb.take_read_changes() == {"brief.md": sha(data)}
+    assert tb.take_read_changes() == {}  # handed over once
+    call(tb, "glob", pattern="*.md")
+    assert tb.take_read_changes() == {}  # a call that reads no file changes nothing
+    assert tb.read_hashes == {"brief.md": sha(data)}
+
+
 @pytest.mark.parametrize(
     ("path", "text", "key"),
     [

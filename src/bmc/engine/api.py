@@ -12,7 +12,7 @@ session waits for a person: then `bmc agree` or another surface may answer the p
 agreement, and the first answer wins (SPEC section 7). The journal and the lock are the
 same whichever surface drives, so a session started in one can be resumed in another.
 
-This module and `agent` are the only ones that import the SDK; surfaces import it lazily,
+This module and `loop` are the only ones that use the SDK's client; surfaces import it lazily,
 so commands that need no model start at once.
 """
 
@@ -302,10 +302,10 @@ class Conversation:
             Path(session.header["skills_dir"]) if session.header.get("skills_dir") else None
         )
         skill = load_skill(session.skill, skills_dir)
-        for drift in _drift(session, skill):
-            self._emit(Notice(f"Since this session paused: {drift}"))
         self.options.model = session.model
         self._agent = self._make_agent(skill)
+        for drift in _drift(session, skill, self._agent.toolbox):
+            self._emit(Notice(f"Since this session paused: {drift}"))
 
     def _converse(self) -> str:
         """The chat: the model works until it hands back, then the consultant speaks.
@@ -424,16 +424,15 @@ class Conversation:
         deadline = time.monotonic() + wait
         while True:
             stack = contextlib.ExitStack()
+            session_id = self.session.id if self.session is not None else None
             try:
-                stack.enter_context(self._lock.hold(self._label))
+                stack.enter_context(self._lock.hold(self._label, session_id))
             except UserError:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.1)
                 continue
             self._held = stack
-            if self.session is not None:
-                self._lock.name_session(self.session.id)
             return
 
     def _release(self) -> None:
@@ -558,8 +557,8 @@ class _Reporting:
     def message(self, message: dict[str, Any]) -> None:
         self.session.message(message)
 
-    def tool_result(self, block: dict[str, Any], read_hashes: dict[str, str]) -> None:
-        self.session.tool_result(block, read_hashes)
+    def tool_result(self, block: dict[str, Any], read_changes: dict[str, str | None]) -> None:
+        self.session.tool_result(block, read_changes)
 
     def turn(self, usage: TurnUsage) -> None:
         self.session.turn(usage)
@@ -611,7 +610,8 @@ def _writes_resources(skill: Skill) -> bool:
     return any(p.startswith("resources/") for p in skill.produces)
 
 
-def _drift(session: sessions.Session, skill: Skill) -> list[str]:
+def _drift(session: sessions.Session, skill: Skill, toolbox: Toolbox) -> list[str]:
+    """What changed since the session paused; `toolbox` (the resumed run's) finds the files."""
     found = []
     if session.header.get("skill_digest") != skill.digest():
         found.append(
@@ -619,7 +619,6 @@ def _drift(session: sessions.Session, skill: Skill) -> list[str]:
         )
     if session.header.get("rules_digest") not in (None, checker_digest()):
         found.append("the document checks changed (bmc was upgraded): drafts are checked anew.")
-    toolbox = Toolbox(session.project, skill.folder)
     moving = _moving(session, toolbox)
     for path, digest in sorted(session.read_hashes.items()):
         if path in moving:

@@ -3,7 +3,7 @@ change the loop and the journal make to it (SPEC sections 7 and 9).
 
 Kept apart from the loop (and free of the SDK) so that the journal's replay applies exactly
 the rules the loop applied, `bmc sessions` and `--record` can read a conversation without
-loading the model client, and `agent.py` reads as the loop alone:
+loading the model client, and `loop.py` reads as the loop alone:
 
 - a tool round: which calls are still unanswered, and results merged into one message;
 - the runner's own notes after a reply cut at the output limit;
@@ -189,10 +189,15 @@ def estimate_tokens(system: str, messages: list[dict[str, Any]]) -> int:
 
 
 def merge_results(messages: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
+    """Tool results join the results message after the reply, or start it."""
     if not results:
         return
-    last = messages[-1]
-    if last["role"] == "user" and all(b.get("type") == "tool_result" for b in last["content"]):
+    last = messages[-1] if messages else None
+    if (
+        last
+        and last["role"] == "user"
+        and all(b.get("type") == "tool_result" for b in last["content"])
+    ):
         last["content"].extend(results)
     else:
         messages.append({"role": "user", "content": results})

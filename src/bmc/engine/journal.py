@@ -25,6 +25,7 @@ from types import TracebackType
 
 from bmc.crashpoints import crash_point
 from bmc.errors import UserError
+from bmc.workspace.paths import fsync_dir
 
 
 def _digest(body: str) -> str:
@@ -138,7 +139,7 @@ class Journal:
             return
         os.fsync(self._fd)
         if self._created:
-            _fsync_dir(self.path.parent)  # a new file is only found after a power cut then
+            fsync_dir(self.path.parent)  # a new file is only found after a power cut then
             self._created = False
         self._unsynced = False
 
@@ -214,14 +215,3 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # a platform that cannot open folders cannot sync them either
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

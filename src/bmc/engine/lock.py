@@ -51,8 +51,9 @@ class ProjectLock:
         self.held = False
 
     @contextmanager
-    def hold(self, label: str) -> Iterator[ProjectLock]:
-        """Hold the lock for the block, as `label` (the command, shown to a second one)."""
+    def hold(self, label: str, session_id: str | None = None) -> Iterator[ProjectLock]:
+        """Hold the lock for the block, as `label` (the command, shown to a second one) and,
+        when one is running already, `session_id` (as `name_session` names it)."""
         from filelock import FileLock, Timeout  # only commands that write pay its import
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +67,7 @@ class ProjectLock:
             self.label = label
             self.since = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
             self.held = True
-            self._write_note(None)
+            self._write_note(session_id)
             yield self
         finally:
             self.held = False
@@ -151,14 +152,8 @@ def process_alive(pid: object) -> bool:
     # process), which would make any hand-edited note look alive.
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
-    return _alive(pid)
-
-
-def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
     except PermissionError:  # someone else's process: alive
         return True
     except OSError:
@@ -168,11 +163,9 @@ def _alive(pid: int) -> bool:
 
 def live_holder_session(project: Project) -> str | None:
     """The id of the session a live process is running on the project now, if any."""
-    note = read_note(project.state_dir / HOLDER_NOTE)
-    if note and _names_live_holder(note):
-        session = note.get("session")
-        return session if isinstance(session, str) else None
-    return None
+    note = live_holder(project)
+    session = note.get("session") if note else None
+    return session if isinstance(session, str) else None
 
 
 def live_holder(project: Project) -> dict[str, Any] | None:

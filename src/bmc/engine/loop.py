@@ -50,14 +50,16 @@ class Transcript(Protocol):
     """Where the loop reports every change to the conversation (the session journal)."""
 
     def message(self, message: dict[str, Any]) -> None: ...
-    def tool_result(self, block: dict[str, Any], read_hashes: dict[str, str]) -> None: ...
+    # `read_changes`: what the call changed in the hashes of what the model has seen (a
+    # path's new hash, or None once it is forgotten), as `Toolbox.take_read_changes` gives it.
+    def tool_result(self, block: dict[str, Any], read_changes: dict[str, str | None]) -> None: ...
     def turn(self, usage: TurnUsage) -> None: ...
     def cleared(self, upto: int) -> None: ...
     def commit(self) -> None: ...  # make the above durable: called before each request
 
 
 class Display(Protocol):
-    """What the loop shows the consultant; the CLI renders it in the terminal."""
+    """What the loop shows the consultant; `api` turns it into events for a surface."""
 
     def reply_started(self) -> None: ...
     def text(self, delta: str) -> None: ...
@@ -181,7 +183,7 @@ class Agent:
                 raise Interrupted
             block = tool_result(call["id"], self._run_one(call))
             crash_point("tool-result")
-            self.transcript.tool_result(block, dict(self.toolbox.read_hashes))
+            self.transcript.tool_result(block, self.toolbox.take_read_changes())
             merge_results(messages, [block])
         if self.toolbox.livelock:
             raise StoppedForPerson(self.toolbox.livelock)

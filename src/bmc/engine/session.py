@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bmc.engine.conversation import clear_old_context, unanswered_calls
+from bmc.engine.conversation import clear_old_context, merge_results, unanswered_calls
 from bmc.engine.journal import Journal, Record, read_journal
 from bmc.engine.lock import ProjectLock, live_holder_session, process_alive
 from bmc.engine.usage import RunUsage, TurnUsage
@@ -78,11 +78,13 @@ class Session:
     def message(self, message: dict[str, Any]) -> None:
         self.journal.append("message", message)
 
-    def tool_result(self, block: dict[str, Any], read_hashes: dict[str, str]) -> None:
-        changed = {k: v for k, v in read_hashes.items() if self.read_hashes.get(k) != v}
+    def tool_result(self, block: dict[str, Any], read_changes: dict[str, str | None]) -> None:
+        changed = {
+            k: v for k, v in read_changes.items() if v is not None and self.read_hashes.get(k) != v
+        }
         # A draft renamed or removed is no longer one the model has seen: forgotten here too,
         # or a resume would report it "deleted since the model read it".
-        dropped = sorted(k for k in self.read_hashes if k not in read_hashes)
+        dropped = sorted(k for k, v in read_changes.items() if v is None and k in self.read_hashes)
         self.read_hashes.update(changed)
         for path in dropped:
             del self.read_hashes[path]
@@ -229,16 +231,7 @@ def _apply(session: Session, kind: str, data: dict[str, Any]) -> None:
     if kind == "message":
         messages.append(json.loads(json.dumps(data)))
     elif kind == "tool_result":
-        block = data["block"]
-        last = messages[-1] if messages else None
-        if (
-            last
-            and last["role"] == "user"
-            and all(b.get("type") == "tool_result" for b in last["content"])
-        ):
-            last["content"].append(block)
-        else:
-            messages.append({"role": "user", "content": [block]})
+        merge_results(messages, [data["block"]])  # the same rule the loop applied
         session.read_hashes.update(data.get("read_hashes", {}))
         for path in data.get("forgotten", []):
             session.read_hashes.pop(path, None)

@@ -231,6 +231,9 @@ class Toolbox:
         self.confinement = Confinement(project, skill_dir, resources_writable=resources_writable)
         # Model path -> sha256 of the whole file as the model last read or wrote it.
         self.read_hashes: dict[str, str] = {}
+        # What the running call changed in `read_hashes` (None: forgotten), for the journal:
+        # handed over once per call, so no call pays for every file read before it.
+        self._read_changes: dict[str, str | None] = {}
         # Set when one path keeps being refused without a success; the loop stops on it.
         self.livelock: str | None = None
         self._refusals: dict[str, _Refusals] = {}
@@ -254,6 +257,12 @@ class Toolbox:
     def definitions(self) -> list[dict[str, Any]]:
         """The API tool params; the same bytes on every call (the prompt cache keys on them)."""
         return copy.deepcopy(self._definitions)
+
+    def take_read_changes(self) -> dict[str, str | None]:
+        """What the calls since the last take changed in `read_hashes`: model path -> its
+        new hash, or None for a path forgotten (a draft renamed or removed)."""
+        changes, self._read_changes = self._read_changes, {}
+        return changes
 
     def resolve(self, path: str, for_write: bool = False) -> Target:
         """The canonical target the tools would operate on for `path`, or `Refused`."""
@@ -310,7 +319,7 @@ class Toolbox:
         first = max(start, 1)
         if first > lines and not (lines == 0 and first == 1):
             raise Refused(f"view_range starts at line {first} but {_shown(target)} has {lines}")
-        self.read_hashes[target.display] = digest
+        self._saw(target, digest)
         return page
 
     def _read_whole(self, target: Target, size: int) -> str:
@@ -325,7 +334,7 @@ class Toolbox:
         if len(data) > self.read_cap_bytes:
             raise Refused(f"{_shown(target)} grew past the limit: page with view_range")
         text = _decode(target, data)
-        self.read_hashes[target.display] = hashlib.sha256(data).hexdigest()
+        self._saw(target, hashlib.sha256(data).hexdigest())
         return text
 
     # -- write and edit ---------------------------------------------------------------------
@@ -336,7 +345,7 @@ class Toolbox:
         if _holds(target, data):
             # Writing the bytes already there can lose nothing, so it needs no read: this is
             # the model's own write run again after a crash cut it off before its result.
-            self.read_hashes[target.display] = hashlib.sha256(data).hexdigest()
+            self._saw(target, hashlib.sha256(data).hexdigest())
         else:
             self._current(target, must_exist=False)
         warnings = self._commit(target, args.content, data)
@@ -379,7 +388,7 @@ class Toolbox:
                 raise
             return None  # a new file needs no read
         if not must_exist:  # a whole rewrite needs only the hash, however big the file
-            self._check_seen(target, _sha256_file(target.path))
+            self._check_unchanged(target)
             return None
         if size > self.read_cap_bytes:  # Threat: loading a huge file into memory to edit it
             raise Refused(
@@ -389,6 +398,13 @@ class Toolbox:
         data = target.path.read_bytes()
         self._check_seen(target, hashlib.sha256(data).hexdigest())
         return data
+
+    def _check_unchanged(self, target: Target) -> str:
+        """The hash of `target` (a regular file, checked already), refused unless it is the
+        hash of the bytes the model last saw."""
+        digest = _sha256_file(target.path)
+        self._check_seen(target, digest)
+        return digest
 
     def _check_seen(self, target: Target, digest: str) -> None:
         seen = self.read_hashes.get(target.display)
@@ -410,7 +426,7 @@ class Toolbox:
             )
         atomic_write(target.path, data)
         self._refusals.pop(target.rel, None)
-        self.read_hashes[target.display] = hashlib.sha256(data).hexdigest()
+        self._saw(target, hashlib.sha256(data).hexdigest())
         if not warnings:
             return ""
         listed = "\n".join(f"- {w}" for w in warnings)
@@ -449,12 +465,12 @@ class Toolbox:
             # The model's own rename run again on resume: a crash came after the rename and
             # before its result was journaled, so the rename is done and only its result is owed.
             self._forget(source)
-            self.read_hashes[target.display] = seen
+            self._saw(target, seen)
             return f"renamed {source.display} to {target.display} (done before the session stopped)"
         _regular_size(source)
         # Threat: moving a consultant's hand edit away unseen (it would leave their file
         # under a name they did not choose): the same rule as for a write.
-        self._check_seen(source, _sha256_file(source.path))
+        digest = self._check_unchanged(source)
         problem = self.confinement.draft_name_problem(target)
         if problem:
             raise Refused(problem)
@@ -464,7 +480,7 @@ class Toolbox:
         fsync_dir(target.path.parent)
         crash_point("draft-moved")
         self._forget(source)
-        self.read_hashes[target.display] = _sha256_file(target.path)
+        self._saw(target, digest)  # a rename moves the bytes as they are
         return (
             f"renamed {source.display} to {target.display}. If the segment's name changed, "
             f"edit the draft's title so that its slug is {target.path.stem}, then update "
@@ -478,7 +494,7 @@ class Toolbox:
             self._forget(target)
             return f"removed {target.display} (done before the session stopped)"
         _regular_size(target)
-        self._check_seen(target, _sha256_file(target.path))
+        self._check_unchanged(target)
         os.unlink(target.path)
         fsync_dir(target.path.parent)
         crash_point("draft-moved")
@@ -488,8 +504,13 @@ class Toolbox:
             "of every canvas item that serves it."
         )
 
+    def _saw(self, target: Target, digest: str) -> None:
+        self.read_hashes[target.display] = digest
+        self._read_changes[target.display] = digest
+
     def _forget(self, target: Target) -> None:
-        self.read_hashes.pop(target.display, None)
+        if self.read_hashes.pop(target.display, None) is not None:
+            self._read_changes[target.display] = None
         self._refusals.pop(target.rel, None)
 
     # -- glob -------------------------------------------------------------------------------
