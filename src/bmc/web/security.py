@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-from bmc.engine.lock import read_note
+from bmc.engine.lock import process_alive, read_note
 from bmc.errors import UserError
 from bmc.workspace.paths import STATE_DIR, atomic_write
 
@@ -372,15 +372,4 @@ def _running_message(note_path: Path) -> str:
 
 
 def _live(note: dict[str, Any] | None) -> bool:
-    pid = note.get("pid") if note else None
-    # Threat: pid 0 and negative pids name process groups, so a hand-edited note would
-    # look alive (as in engine/lock.py).
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except PermissionError:  # another user's process: alive
-        return True
-    except OSError:
-        return False
-    return True
+    return process_alive(note.get("pid") if note else None)
