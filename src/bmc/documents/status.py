@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from bmc.documents import gate, versions
 from bmc.documents.diff import diff_documents
 from bmc.documents.stages import Stage, packaged
-from bmc.documents.validate import validate_project
+from bmc.documents.validate import DocumentReport, validate_project
 from bmc.workspace.paths import Project
 
 
@@ -36,10 +36,14 @@ class ProjectStatus:
         return {"stages": [asdict(s) for s in self.stages], "next": self.next_step}
 
 
-def project_status(project: Project) -> ProjectStatus:
-    reports = {r.path: r for r in validate_project(project)}
+def project_status(project: Project, reports: list[DocumentReport] | None = None) -> ProjectStatus:
+    """Each stage's state and the next step; `reports` are the project's validation reports
+    when the caller already has them (the web page shows them too)."""
+    if reports is None:
+        reports = validate_project(project)
+    by_path = {r.path: r for r in reports}
     table = packaged()
-    stages = [_stage_status(project, stage, reports) for stage in table.values()]
+    stages = [_stage_status(project, stage, by_path) for stage in table.values()]
     return ProjectStatus(stages, next_step(stages, table, COMMANDS))
 
 

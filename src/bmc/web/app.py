@@ -118,18 +118,20 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
         def render() -> HTMLResponse:
             # Reading the documents and rendering take tens of milliseconds: all of it off
             # the event loop, so the page's script, styles and live events are not held up.
+            # One validation serves the stage strip and the documents panel.
+            reports = validate_project(project)
             return page(
                 "project.html",
                 project=project,
                 org_name=project.org_name(),
-                status=views.page_status(project),
+                status=views.page_status(project, reports),
                 skills=_startable(project),
                 sessions=listed,
                 transcript=[] if running else views.transcript(project, None),
                 live=live,
                 holder=None if running else live_holder(project),
                 decisions=views.decisions(project),
-                documents=views.documents(project),
+                documents=views.documents(project, reports),
                 key_missing=not keys.have_key(options.client or options.clients or None),
                 demo_lines=options.demo_lines,
             )
@@ -280,8 +282,12 @@ def create_app(options: ServeOptions, secret: ServerSecret) -> Starlette:
 
         def render() -> HTMLResponse:
             # With the stages and the decisions log as they are now, for the page to refresh.
-            now = {"status": views.page_status(project), "decisions": views.decisions(project)}
-            documents = views.documents(project)
+            reports = validate_project(project)
+            now = {
+                "status": views.page_status(project, reports),
+                "decisions": views.decisions(project),
+            }
+            documents = views.documents(project, reports)
             return page("documents.html", project=project, documents=documents, now=now)
 
         return await run_in_threadpool(render)

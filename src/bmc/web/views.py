@@ -16,7 +16,7 @@ from markupsafe import Markup
 
 from bmc.documents import stages
 from bmc.documents.status import ProjectStatus, Wording, next_step, project_status
-from bmc.documents.validate import validate_project
+from bmc.documents.validate import DocumentReport, validate_project
 from bmc.engine.journal import read_journal
 from bmc.engine.session import list_sessions, session_path
 from bmc.errors import UserError
@@ -66,9 +66,9 @@ PAGE_WORDS = Wording(
 )
 
 
-def page_status(project: Project) -> ProjectStatus:
+def page_status(project: Project, reports: list[DocumentReport] | None = None) -> ProjectStatus:
     """`bmc status` for the page: the same stages, the next step in the page's words."""
-    report = project_status(project)
+    report = project_status(project, reports)
     step = next_step(report.stages, stages.packaged(), PAGE_WORDS)
     return ProjectStatus(report.stages, step)
 
@@ -110,10 +110,13 @@ class Document:
 _FIXED = ("brief.md", "hypotheses.md")
 
 
-def documents(project: Project) -> list[Document]:
-    """The engagement's documents, rendered, each with what `bmc validate` says of it."""
-    reports = {r.path: r for r in validate_project(project)}
-    paths = [*_FIXED, *sorted(p for p in reports if p not in _FIXED)]
+def documents(project: Project, reports: list[DocumentReport] | None = None) -> list[Document]:
+    """The engagement's documents, rendered, each with what `bmc validate` says of it
+    (`reports`, when the caller has validated already)."""
+    if reports is None:
+        reports = validate_project(project)
+    by_path = {r.path: r for r in reports}
+    paths = [*_FIXED, *sorted(p for p in by_path if p not in _FIXED)]
     table = stages.packaged()
     canvas = table.get("canvas")
     shown = []
@@ -121,7 +124,7 @@ def documents(project: Project) -> list[Document]:
         if canvas is not None and path == canvas.document:
             continue  # the canvas has its own tab: the page `bmc render` writes
         file = project.project_dir / path
-        report = reports.get(path)
+        report = by_path.get(path)
         try:
             text = file.read_text("utf-8")
         except (OSError, UnicodeDecodeError):
