@@ -153,7 +153,10 @@ def _input_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _descriptions(cap: int, resources_writable: bool) -> dict[str, str]:
-    never = "gate files (*.agreed.md, written only when the client agrees), decisions.md, .bmc/"
+    never = (
+        "gate files (*.agreed.md, written only when the client agrees), decisions.md, "
+        "versions/ (the agreed copies kept), .bmc/"
+    )
     writable = "the project folder and resources/" if resources_writable else "the project folder"
     read_only = "inbox/ and skill/" if resources_writable else "resources/, inbox/ and skill/"
     guard = (
